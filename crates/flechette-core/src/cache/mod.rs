@@ -1,0 +1,387 @@
+//! `Cache`: value storage plus call storage, in one or more levels.
+
+mod stack;
+mod table;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+use crate::prefix::{common_hex_len, shortest_unique};
+use crate::storage::{
+    CallStorage, FileCalls, FileValues, MemoryCalls, MemoryValues, StorageError, ValueStorage,
+};
+use crate::{CacheError, Call, CallQuery, CallRecord, Digest, DigestPrefix, LazyCall, encoding};
+
+pub use stack::CacheStack;
+pub use table::{Table, TableOptions};
+
+/// One level of a cache: a value store and a call store.
+#[derive(Clone)]
+pub(crate) struct Level {
+    pub(crate) values: Arc<dyn ValueStorage>,
+    pub(crate) calls: Arc<dyn CallStorage>,
+}
+
+struct Inner {
+    levels: Vec<Level>,
+    /// Back-fills of level 0 in progress, one per call key.
+    backfills: DashMap<Digest, Arc<OnceCell<()>>>,
+}
+
+/// A content-addressed call cache: values stored once by digest, and call
+/// records keyed by call digest. Cheap to clone; clones share storage.
+///
+/// A cache has one level, or several when built from a [`CacheStack`]:
+/// reads walk the levels from 0, writes go to level 0.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("levels", &self.inner.levels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Cache::gc`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Values kept because a record refers to them.
+    pub kept: usize,
+    /// Values removed because no record refers to them.
+    pub removed: usize,
+}
+
+impl Cache {
+    /// A cache over the given value and call storage.
+    pub fn new(values: impl ValueStorage, calls: impl CallStorage) -> Self {
+        Self::from_storage(Arc::new(values), Arc::new(calls))
+    }
+
+    /// A cache over shared storage objects.
+    pub fn from_storage(values: Arc<dyn ValueStorage>, calls: Arc<dyn CallStorage>) -> Self {
+        Self::from_levels(vec![Level { values, calls }])
+    }
+
+    pub(crate) fn from_levels(levels: Vec<Level>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                levels,
+                backfills: DashMap::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn level_list(&self) -> &[Level] {
+        &self.inner.levels
+    }
+
+    /// A fresh in-memory cache.
+    pub fn memory() -> Self {
+        Self::new(MemoryValues::new(), MemoryCalls::new())
+    }
+
+    /// A file cache in `dir` (created if needed): values under `dir/values`,
+    /// records under `dir/calls`. Several processes may share it.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the directories cannot be created.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let dir = dir.as_ref();
+        Ok(Self::new(
+            FileValues::open(dir.join("values"))?,
+            FileCalls::open(dir.join("calls"))?,
+        ))
+    }
+
+    /// How many levels the cache reads from.
+    pub fn depth(&self) -> usize {
+        self.inner.levels.len()
+    }
+
+    /// Level `i` alone, as a cache of its own.
+    pub fn level(&self, i: usize) -> Option<Cache> {
+        self.inner
+            .levels
+            .get(i)
+            .map(|l| Self::from_levels(vec![l.clone()]))
+    }
+
+    /// Whether both handles share the same cache.
+    pub fn ptr_eq(&self, other: &Cache) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn top(&self) -> &Level {
+        &self.inner.levels[0]
+    }
+
+    /// Encodes `value`, stores it once under its digest and returns the digest.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the value cannot be encoded or stored.
+    pub async fn save_value<T: Serialize + ?Sized>(&self, value: &T) -> Result<Digest, CacheError> {
+        let bytes = encoding::to_vec(value)?;
+        let digest = Digest::of_encoded(&bytes);
+        self.save_encoded(&digest, Bytes::from(bytes)).await?;
+        Ok(digest)
+    }
+
+    /// Stores already encoded bytes under `digest` (their value digest).
+    ///
+    /// # Errors
+    ///
+    /// Fails when level 0 cannot store them.
+    pub async fn save_encoded(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
+        let values = &self.top().values;
+        if !values.contains(digest).await? {
+            values.put(digest, bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// The encoded bytes of value `digest`, from the first level that has them.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage read fails.
+    pub async fn load_encoded(&self, digest: &Digest) -> Result<Option<Bytes>, CacheError> {
+        for level in &self.inner.levels {
+            if let Some(bytes) = level.values.get(digest).await? {
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Loads and decodes value `digest`.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::MissingValue`] when no level has it; a decode error when
+    /// it is not a `T`.
+    pub async fn load_value<T: DeserializeOwned>(&self, digest: &Digest) -> Result<T, CacheError> {
+        let bytes = self
+            .load_encoded(digest)
+            .await?
+            .ok_or(CacheError::MissingValue(*digest))?;
+        Ok(encoding::from_slice(&bytes)?)
+    }
+
+    /// Stores a call record in level 0 and returns its key. Its values
+    /// should be saved first.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the record cannot be stored.
+    pub async fn save_record(&self, record: &CallRecord) -> Result<Digest, CacheError> {
+        let key = record.key();
+        self.top().calls.put(&key, record).await?;
+        Ok(key)
+    }
+
+    /// Stores a fetched call: its values, then its record.
+    ///
+    /// # Errors
+    ///
+    /// Fails when anything cannot be stored.
+    pub async fn save(&self, call: &Call) -> Result<Digest, CacheError> {
+        for (digest, bytes) in call.values() {
+            self.save_encoded(digest, bytes.clone()).await?;
+        }
+        self.save_record(call.record()).await
+    }
+
+    /// The record under `key`, from the first level that has it; a hit below
+    /// level 0 is copied into level 0 (once, however many readers race).
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn load_record(&self, key: &Digest) -> Result<Option<CallRecord>, CacheError> {
+        for (i, level) in self.inner.levels.iter().enumerate() {
+            if let Some(record) = level.calls.get(key).await? {
+                if i > 0
+                    && let Err(e) = self.backfill(key, &record, i).await
+                {
+                    tracing::warn!(%key, error = %e, "cache stack: could not copy a hit into level 0");
+                }
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The call under `key`, lazily: metadata now, values when asked.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn load(&self, key: &Digest) -> Result<Option<LazyCall>, CacheError> {
+        Ok(self
+            .load_record(key)
+            .await?
+            .map(|record| LazyCall::new(self.clone(), *key, record)))
+    }
+
+    /// Whether the call under `key` is loadable: its record and its result
+    /// value are both present.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn contains(&self, key: &Digest) -> Result<bool, CacheError> {
+        for level in &self.inner.levels {
+            if let Some(record) = level.calls.get(key).await? {
+                return self.contains_value(&record.result).await;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether any level holds value `digest`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn contains_value(&self, digest: &Digest) -> Result<bool, CacheError> {
+        for level in &self.inner.levels {
+            if level.values.contains(digest).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Removes the record under `key` from every level; `true` when one was
+    /// removed. Values stay until [`gc`](Self::gc).
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn evict(&self, key: &Digest) -> Result<bool, CacheError> {
+        let mut removed = false;
+        for level in &self.inner.levels {
+            removed |= level.calls.remove(key).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn digests_with(&self, prefix: &DigestPrefix) -> Result<Vec<Digest>, CacheError> {
+        let mut all = Vec::new();
+        for level in &self.inner.levels {
+            all.extend(level.values.list(Some(prefix)).await?);
+            all.extend(level.calls.list(Some(prefix)).await?);
+        }
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
+
+    /// The one value digest or call key starting with `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::NotFound`] when none does, [`CacheError::Ambiguous`]
+    /// (saying how many characters would be unique) when several do.
+    pub async fn expand(&self, prefix: &DigestPrefix) -> Result<Digest, CacheError> {
+        let found = self.digests_with(prefix).await?;
+        match found.as_slice() {
+            [] => Err(CacheError::NotFound {
+                prefix: prefix.clone(),
+            }),
+            [one] => Ok(*one),
+            many => {
+                let longest = many
+                    .windows(2)
+                    .map(|w| common_hex_len(&w[0], &w[1]))
+                    .max()
+                    .unwrap_or(0);
+                Err(CacheError::Ambiguous {
+                    prefix: prefix.clone(),
+                    matches: many.len(),
+                    unique_len: (longest + 1).min(64),
+                })
+            }
+        }
+    }
+
+    /// The shortest prefix of `digest` (at least 4 characters) that expands
+    /// to it alone in this cache.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn shrink(&self, digest: &Digest) -> Result<DigestPrefix, CacheError> {
+        let four = DigestPrefix::from(*digest).as_str()[..crate::prefix::MIN_PREFIX].parse();
+        let four: DigestPrefix = four.map_err(|_| CacheError::MissingValue(*digest))?;
+        let near = self.digests_with(&four).await?;
+        Ok(shortest_unique(digest, &near))
+    }
+
+    /// The calls matching `query`, lazily loaded, in the order they started;
+    /// a call in several levels is listed once (as level 0 has it).
+    ///
+    /// # Errors
+    ///
+    /// Fails when a value in the query could not be encoded, or storage fails.
+    pub async fn query(&self, query: &CallQuery) -> Result<Vec<LazyCall>, CacheError> {
+        if let Some(e) = query.error() {
+            return Err(e.clone().into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for level in &self.inner.levels {
+            for (key, record) in level.calls.query(query).await? {
+                if seen.insert(key) {
+                    out.push(LazyCall::new(self.clone(), key, record));
+                }
+            }
+        }
+        let started = |c: &LazyCall| c.metadata().runtime.as_ref().map(|r| r.timestart);
+        out.sort_by(|a, b| {
+            started(a)
+                .cmp(&started(b))
+                .then(a.digest().cmp(&b.digest()))
+        });
+        Ok(out)
+    }
+
+    /// Removes, in every level, the values that no record of that level
+    /// refers to.
+    ///
+    /// Run it while no writer is between saving a call's values and its
+    /// record, or that call's values may go (the call then reads as a miss).
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn gc(&self) -> Result<GcReport, CacheError> {
+        let mut report = GcReport::default();
+        for level in &self.inner.levels {
+            let mut marked = std::collections::HashSet::new();
+            for (_, record) in level.calls.query(&CallQuery::new()).await? {
+                marked.extend(record.value_digests().copied());
+            }
+            for digest in level.values.list(None).await? {
+                if marked.contains(&digest) {
+                    report.kept += 1;
+                } else if level.values.remove(&digest).await? {
+                    report.removed += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,98 @@
+//! Storage traits, the seam every backend implements, and the built-in
+//! memory and file backends.
+//!
+//! Both traits are object-safe and `Send + Sync`; a [`Cache`](crate::Cache)
+//! holds them as `Arc<dyn ValueStorage>` and `Arc<dyn CallStorage>`.
+
+mod file;
+mod memory;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{CallQuery, CallRecord, Digest, DigestPrefix};
+
+pub use file::{FileCalls, FileValues};
+pub use memory::{MemoryCalls, MemoryValues};
+
+/// A storage operation that failed.
+///
+/// Caches turn these into misses plus a warning on the read path of cached
+/// functions; direct cache calls report them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A file-system operation failed.
+    #[error("{action} {path:?}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record could not be encoded for storage.
+    #[error("cannot encode a call record: {0}")]
+    Encode(String),
+    /// A backend-specific failure.
+    #[error("{0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Digest → bytes: where argument and result values live, each stored once.
+///
+/// Implementations store the bytes exactly as given. A write of a digest that
+/// is already present may be skipped: content under one digest never changes.
+#[async_trait]
+pub trait ValueStorage: Send + Sync + 'static {
+    /// The bytes stored under `digest`, or `None`.
+    ///
+    /// A backend that finds damaged bytes reports `None` and logs a warning.
+    async fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError>;
+
+    /// Stores `bytes` under `digest`; atomic for readers.
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError>;
+
+    /// Whether `digest` is stored.
+    async fn contains(&self, digest: &Digest) -> Result<bool, StorageError>;
+
+    /// Removes `digest`; `true` when something was removed.
+    async fn remove(&self, digest: &Digest) -> Result<bool, StorageError>;
+
+    /// Every stored digest starting with `prefix` (all of them for `None`).
+    async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError>;
+}
+
+/// Call key → record.
+#[async_trait]
+pub trait CallStorage: Send + Sync + 'static {
+    /// The record stored under `key`, or `None`.
+    ///
+    /// A backend that finds a damaged record reports `None` and logs a warning.
+    async fn get(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError>;
+
+    /// Stores `record` under `key` (which is `record.key()`); atomic for readers.
+    async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError>;
+
+    /// Removes `key`; `true` when something was removed.
+    async fn remove(&self, key: &Digest) -> Result<bool, StorageError>;
+
+    /// Every stored key starting with `prefix` (all of them for `None`).
+    async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError>;
+
+    /// The records matching `query`, with their keys.
+    ///
+    /// Backends that can should push the filters down (an index, a `WHERE`);
+    /// the built-in ones scan and call [`CallQuery::matches`].
+    async fn query(&self, query: &CallQuery) -> Result<Vec<(Digest, CallRecord)>, StorageError>;
+}
+
+/// Encodes a record for storage (named fields, so records stay readable
+/// when fields are added).
+pub(crate) fn encode_record(record: &CallRecord) -> Result<Vec<u8>, StorageError> {
+    rmp_serde::to_vec_named(record).map_err(|e| StorageError::Encode(e.to_string()))
+}

@@ -1,0 +1,35 @@
+//! Async-first caching for tokio services.
+//!
+//! flechette keeps calls of async functions in content-addressed caches:
+//! every call is keyed by a SHA-256 digest of the function's name, module,
+//! version and argument digests; arguments and results are stored once by
+//! digest; each call leaves a record that can be queried, tabulated and
+//! loaded lazily.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use flechette::{Cache, CachedFn, with_cache};
+//!
+//! let slow_add = CachedFn::builder("slow_add")
+//!     .args(["a", "b"])
+//!     .build(|(a, b): (i64, i64)| async move { a + b });
+//!
+//! let cache = Cache::memory();
+//! with_cache(cache.clone(), async {
+//!     assert_eq!(slow_add.call((2, 3)).await.unwrap(), 5); // computed
+//!     assert_eq!(slow_add.call((2, 3)).await.unwrap(), 5); // from the cache
+//! })
+//! .await;
+//! # }
+//! ```
+
+mod args;
+mod cached_fn;
+mod error;
+mod scope;
+
+pub use args::{Arg, ArgRefs, Args};
+pub use cached_fn::{CachedFn, CachedFnBuilder};
+pub use error::CallError;
+pub use flechette_core::*;
+pub use scope::{Tags, cache, current_tags, default_cache, set_default_cache, tags, with_cache};

@@ -1,0 +1,119 @@
+//! Task-local scopes: the active cache, tags, and rerun mode.
+//!
+//! Task-locals do not cross `tokio::spawn`: a spawned task starts outside
+//! every scope and sees the process default cache.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use flechette_core::Cache;
+use tokio::task::futures::TaskLocalFuture;
+
+tokio::task_local! {
+    static CACHE: Cache;
+    static TAGS: Arc<BTreeMap<String, String>>;
+    static RERUN: bool;
+}
+
+static DEFAULT: RwLock<Option<Cache>> = RwLock::new(None);
+
+/// Runs `fut` with `cache` as the active cache.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use flechette::{Cache, cache, with_cache};
+/// let mine = Cache::memory();
+/// let seen = with_cache(mine.clone(), async { cache() }).await;
+/// assert!(seen.ptr_eq(&mine));
+/// # }
+/// ```
+pub fn with_cache<F: Future>(cache: impl Into<Cache>, fut: F) -> TaskLocalFuture<Cache, F> {
+    CACHE.scope(cache.into(), fut)
+}
+
+/// The active cache: the innermost [`with_cache`] scope of this task, or the
+/// process default.
+pub fn cache() -> Cache {
+    CACHE
+        .try_with(Cache::clone)
+        .unwrap_or_else(|_| default_cache())
+}
+
+/// The process default cache: an in-memory cache unless
+/// [`set_default_cache`] named another.
+pub fn default_cache() -> Cache {
+    if let Some(cache) = DEFAULT.read().ok().and_then(|d| d.clone()) {
+        return cache;
+    }
+    let mut slot = DEFAULT.write().unwrap_or_else(|e| e.into_inner());
+    slot.get_or_insert_with(|| {
+        tracing::debug!("no cache configured: using an in-memory default cache");
+        Cache::memory()
+    })
+    .clone()
+}
+
+/// Replaces the process default cache (used outside every [`with_cache`]).
+pub fn set_default_cache(cache: impl Into<Cache>) {
+    *DEFAULT.write().unwrap_or_else(|e| e.into_inner()) = Some(cache.into());
+}
+
+/// Tags to attach to every call recorded inside a scope; see [`tags`].
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct Tags {
+    tags: BTreeMap<String, String>,
+}
+
+/// Tags for the calls recorded inside [`Tags::scope`]. Nested scopes merge;
+/// the inner value wins for a key both set.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use flechette::{current_tags, tags};
+/// let seen = tags([("project", "p1"), ("stage", "a")])
+///     .scope(tags([("stage", "b")]).scope(async { current_tags() }))
+///     .await;
+/// assert_eq!(seen["project"], "p1");
+/// assert_eq!(seen["stage"], "b");
+/// # }
+/// ```
+pub fn tags<I, K, V>(pairs: I) -> Tags
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    Tags {
+        tags: pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+    }
+}
+
+impl Tags {
+    /// Runs `fut` with these tags merged over the enclosing ones.
+    pub async fn scope<F: Future>(self, fut: F) -> F::Output {
+        let mut merged = current_tags();
+        merged.extend(self.tags);
+        TAGS.scope(Arc::new(merged), fut).await
+    }
+}
+
+/// The tags of the enclosing scopes.
+pub fn current_tags() -> BTreeMap<String, String> {
+    TAGS.try_with(|t| (**t).clone()).unwrap_or_default()
+}
+
+/// Runs `fut` in rerun mode: cached functions called inside recompute and
+/// overwrite instead of reading the cache.
+pub(crate) fn rerun_scope<F: Future>(fut: F) -> TaskLocalFuture<bool, F> {
+    RERUN.scope(true, fut)
+}
+
+/// Whether the current task is in rerun mode.
+pub(crate) fn rerunning() -> bool {
+    RERUN.try_with(|r| *r).unwrap_or(false)
+}
