@@ -1,7 +1,23 @@
 //! The flechette workspace package: it owns the runnable examples in
 //! `examples/` and the cross-crate tests in `tests/`, and publishes nothing.
-//! The README and the guide are compiled here as doctests.
+//! The README and every guide chapter are compiled here as doctests.
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+#[doc = include_str!("../docs/getting-started.md")]
+#[cfg(doctest)]
+pub struct GettingStartedDoctests;
+
+#[doc = include_str!("../docs/digests.md")]
+#[cfg(doctest)]
+pub struct DigestsDoctests;
+
+#[doc = include_str!("../docs/storage.md")]
+#[cfg(doctest)]
+pub struct StorageDoctests;
+
+#[doc = include_str!("../docs/query.md")]
+#[cfg(doctest)]
+pub struct QueryDoctests;

@@ -21,7 +21,7 @@ mod wire;
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
-pub(crate) use sink::{HashSink, Sink};
+pub(crate) use sink::HashSink;
 
 /// The newtype-struct name that marks a sequence as unordered.
 pub(crate) const UNORDERED: &str = "$flechette::unordered";

@@ -514,19 +514,23 @@ impl<'a, S: Sink> ser::Serializer for Canonical<'a, S> {
         };
         ser::SerializeSeq::serialize_element(&mut seq, &first)?;
         if matches!(seq.mode, Mode::Bytes) {
-            // The hot loop of large byte vectors: stage whole chunks.
-            let mut chunk = [0u8; 1024];
-            let mut used = 0;
-            for item in iter {
-                chunk[used] = only_u8(&item)?;
-                used += 1;
-                if used == chunk.len() {
-                    seq.out.put(&chunk);
-                    used = 0;
+            // The hot loop of large byte vectors: fill whole chunks, then
+            // hand each to the sink in one write.
+            let mut chunk = [0u8; 2048];
+            loop {
+                let mut used = 0;
+                for (slot, item) in chunk.iter_mut().zip(iter.by_ref()) {
+                    match item.serialize(OnlyU8) {
+                        Ok(byte) => *slot = byte,
+                        Err(NotU8) => return Err(EncodeError::MixedBytes),
+                    }
+                    used += 1;
+                }
+                seq.out.put(&chunk[..used]);
+                if used < chunk.len() {
+                    return Ok(());
                 }
             }
-            seq.out.put(&chunk[..used]);
-            return Ok(());
         }
         for item in iter {
             ser::SerializeSeq::serialize_element(&mut seq, &item)?;

@@ -26,35 +26,38 @@ impl Sink for Vec<u8> {
     }
 }
 
-const STAGE: usize = 4096;
+const STAGE: usize = 64;
 
 /// A SHA-256 hasher fed through a small staging buffer, so that the many tiny
-/// writes of an encoder reach the compression function in whole blocks.
+/// writes of an encoder reach the hasher in few calls; writes larger than
+/// the buffer go straight through.
 pub(crate) struct HashSink {
     hasher: Sha256,
-    stage: Box<[u8; STAGE]>,
+    stage: [u8; STAGE],
     used: usize,
 }
 
 impl HashSink {
     /// A hasher that has already absorbed `domain`.
+    #[inline(always)]
     pub(crate) fn new(domain: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(domain);
-        Self {
-            hasher,
-            stage: Box::new([0; STAGE]),
+        let mut sink = Self {
+            hasher: Sha256::new(),
+            stage: [0; STAGE],
             used: 0,
-        }
+        };
+        sink.put(domain);
+        sink
     }
 
-    #[inline]
+    #[inline(always)]
     fn flush(&mut self) {
         self.hasher.update(&self.stage[..self.used]);
         self.used = 0;
     }
 
     /// The SHA-256 of everything written.
+    #[inline(always)]
     pub(crate) fn finish(mut self) -> [u8; 32] {
         self.flush();
         self.hasher.finalize().into()
@@ -62,7 +65,7 @@ impl HashSink {
 }
 
 impl Sink for HashSink {
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
         if bytes.len() > STAGE - self.used {
             self.flush();

@@ -9,11 +9,10 @@ mod memory;
 
 use std::path::PathBuf;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
 use crate::{CallQuery, CallRecord, Digest, DigestPrefix};
 
+pub use async_trait::async_trait;
+pub use bytes::Bytes;
 pub use file::{FileCalls, FileValues};
 pub use memory::{MemoryCalls, MemoryValues};
 
@@ -91,8 +90,21 @@ pub trait CallStorage: Send + Sync + 'static {
     async fn query(&self, query: &CallQuery) -> Result<Vec<(Digest, CallRecord)>, StorageError>;
 }
 
-/// Encodes a record for storage (named fields, so records stay readable
-/// when fields are added).
-pub(crate) fn encode_record(record: &CallRecord) -> Result<Vec<u8>, StorageError> {
+/// Encodes a record for storage: MessagePack with named fields, so records
+/// stay readable when fields are added.
+///
+/// # Errors
+///
+/// Fails only when the record's open metadata cannot be encoded.
+pub fn encode_record(record: &CallRecord) -> Result<Vec<u8>, StorageError> {
     rmp_serde::to_vec_named(record).map_err(|e| StorageError::Encode(e.to_string()))
+}
+
+/// Decodes a record written by [`encode_record`].
+///
+/// # Errors
+///
+/// Fails when the bytes are not a record (damaged or truncated).
+pub fn decode_record(bytes: &[u8]) -> Result<CallRecord, crate::encoding::DecodeError> {
+    crate::encoding::from_slice(bytes)
 }
