@@ -75,19 +75,22 @@ fn only_file_under(root: &Path, kind: &str, digest: &flechette::Digest) -> std::
 async fn a_corrupt_result_file_is_a_miss_and_a_recompute() {
     let dir = tempfile::tempdir().unwrap();
     let runs = counter();
-    let f = square(&runs);
     let c = Cache::open(dir.path()).unwrap();
     with_cache(c.clone(), async {
-        f.call((5,)).await.unwrap();
-        let result = f.load((5,)).await.unwrap().unwrap().record().result;
+        let first = square(&runs);
+        first.call((5,)).await.unwrap();
+        let result = first.load((5,)).await.unwrap().unwrap().record().result;
         std::fs::write(
             only_file_under(dir.path(), "values", &result),
             b"\xff\x00garbage",
         )
         .unwrap();
-        assert_eq!(f.call((5,)).await.unwrap(), 25);
+        // A new process: the same function, nothing in memory.
+        let restarted = square(&runs);
+        assert_eq!(restarted.call((5,)).await.unwrap(), 25);
         assert_eq!(runs.load(Ordering::SeqCst), 2, "recomputed");
-        assert_eq!(f.call((5,)).await.unwrap(), 25);
+        let again = square(&runs);
+        assert_eq!(again.call((5,)).await.unwrap(), 25);
         assert_eq!(runs.load(Ordering::SeqCst), 2, "and stored again");
     })
     .await;
@@ -97,32 +100,40 @@ async fn a_corrupt_result_file_is_a_miss_and_a_recompute() {
 async fn a_truncated_record_file_is_a_miss_and_a_recompute() {
     let dir = tempfile::tempdir().unwrap();
     let runs = counter();
-    let f = square(&runs);
     with_cache(Cache::open(dir.path()).unwrap(), async {
-        f.call((6,)).await.unwrap();
-        let path = only_file_under(dir.path(), "calls", &f.digest(&(6,)).unwrap());
+        let first = square(&runs);
+        first.call((6,)).await.unwrap();
+        let path = only_file_under(dir.path(), "calls", &first.digest(&(6,)).unwrap());
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
-        assert_eq!(f.call((6,)).await.unwrap(), 36);
+        let restarted = square(&runs);
+        assert_eq!(restarted.call((6,)).await.unwrap(), 36);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
-        assert!(f.contains((6,)).await.unwrap());
+        assert!(restarted.contains((6,)).await.unwrap());
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_failing_storage_degrades_to_computing() {
-    // A cache directory that is a file: every read and write fails.
+    // A cache whose call directory is a file: every record read and write fails.
     let dir = tempfile::tempdir().unwrap();
     let c = Cache::open(dir.path()).unwrap();
     std::fs::remove_dir_all(dir.path().join("calls")).unwrap();
     std::fs::write(dir.path().join("calls"), b"not a directory").unwrap();
     let runs = counter();
-    let f = square(&runs);
     with_cache(c, async {
+        let f = square(&runs);
         assert_eq!(f.call((2,)).await.unwrap(), 4);
-        assert_eq!(f.call((2,)).await.unwrap(), 4);
-        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            f.call((2,)).await.unwrap(),
+            4,
+            "the in-process tier still serves"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let restarted = square(&runs);
+        assert_eq!(restarted.call((2,)).await.unwrap(), 4);
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "nothing could be stored");
     })
     .await;
 }
@@ -277,13 +288,13 @@ async fn a_digest_in_place_of_a_value_gives_the_same_call() {
         let absent = D(&digest(&"absent").unwrap().to_hex()[..12]).unwrap();
         let err = f.call_with((Arg::stored(absent),)).await.unwrap_err();
         assert!(
-            matches!(err, CallError::Argument(CacheError::NotFound { .. })),
+            matches!(&err, CallError::Argument(e) if matches!(**e, CacheError::NotFound { .. })),
             "{err}"
         );
         let wrong_type = c.save_value("text").await.unwrap();
         let err = f.call_with((Arg::stored(wrong_type),)).await.unwrap_err();
         assert!(
-            matches!(err, CallError::Argument(CacheError::Decode(_))),
+            matches!(&err, CallError::Argument(e) if matches!(**e, CacheError::Decode(_))),
             "{err}"
         );
     })

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 /// A tuple of arguments a [`CachedFn`](crate::CachedFn) takes: `()`,
 /// `(A,)`, `(A, B)`, … up to eight elements, each `Serialize`.
-pub trait Args: Send + 'static {
+pub trait Args: Serialize + Send + 'static {
     /// How many arguments.
     const ARITY: usize;
 

@@ -3,33 +3,42 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bytes::Bytes;
-use flechette_core::{
-    Cache, CacheError, CallQuery, CallRecord, Digest, LazyCall, Lifespan, Metadata, Runtime,
-    Timestamp, call_key, encoding,
-};
+use flechette_core::{Cache, CacheError, CallQuery, Digest, LazyCall, encoding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::args::{ArgRefs, Args};
 use crate::error::CallError;
+use crate::memo::hot::{HotTier, WeighFn};
+use crate::memo::policy::Freshness;
+use crate::memo::stats::{Counters, Stats};
+use crate::memo::{Func, Ident, LifespanFn, Memo, Policy};
 use crate::scope;
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-type Func<A, T, E> = dyn Fn(A) -> BoxFuture<Result<T, E>> + Send + Sync;
+/// The in-process tier holds this many entries unless told otherwise.
+pub const DEFAULT_CAPACITY: u64 = 10_000;
 
 /// An async function whose calls are keyed by the digests of their name,
 /// module, version and arguments, and kept in a [`Cache`].
 ///
-/// A call looks its key up in the cache fixed at build time, or else in the
-/// active cache of the task ([`with_cache`](crate::with_cache)); on a hit it
-/// decodes the stored result, on a miss it runs the function and stores the
-/// arguments, the result and a record with timings and tags. Only successful
-/// results are stored.
+/// A call is answered, in order, from
+///
+/// 1. the function's typed in-process tier (decoded values, bounded by a
+///    capacity): no I/O, no decoding;
+/// 2. a computation already in flight for the same arguments: concurrent
+///    misses run the function once and share its outcome;
+/// 3. the cache fixed at build time, or else the task's active cache
+///    ([`with_cache`](crate::with_cache));
+/// 4. the function itself; its arguments, result and a record with timings,
+///    tags and lifespan are stored. Only successful results are stored.
+///
+/// With [`update_after`](CachedFnBuilder::update_after), a read after that
+/// age gets the cached value at once and starts one background refresh;
+/// with [`expire_after`](CachedFnBuilder::expire_after), a read after that
+/// age waits for a fresh value.
 ///
 /// Cheap to clone; clones are the same function.
 ///
@@ -39,67 +48,82 @@ type Func<A, T, E> = dyn Fn(A) -> BoxFuture<Result<T, E>> + Send + Sync;
 /// let square = CachedFn::builder("square").args(["x"]).build(|(x,): (u64,)| async move { x * x });
 /// assert_eq!(square.call((7,)).await.unwrap(), 49);
 /// assert!(square.contains((7,)).await.unwrap());
+/// assert_eq!(square.stats().misses, 1);
 /// # }
 /// ```
 pub struct CachedFn<A, T, E = Infallible> {
-    inner: Arc<Inner<A, T, E>>,
-}
-
-struct Inner<A, T, E> {
-    name: String,
-    module: String,
-    version: Option<String>,
-    arg_names: Vec<String>,
-    cache: Option<Cache>,
-    func: Box<Func<A, T, E>>,
+    memo: Arc<Memo<A, T, E>>,
 }
 
 impl<A, T, E> Clone for CachedFn<A, T, E> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            memo: Arc::clone(&self.memo),
         }
     }
 }
 
 impl<A, T, E> std::fmt::Debug for CachedFn<A, T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ident = &self.memo.ident;
         f.debug_struct("CachedFn")
-            .field("name", &self.inner.name)
-            .field("module", &self.inner.module)
-            .field("version", &self.inner.version)
-            .field("arguments", &self.inner.arg_names)
+            .field("name", &ident.name)
+            .field("module", &ident.module)
+            .field("version", &ident.version)
+            .field("arguments", &ident.arg_names)
             .finish_non_exhaustive()
     }
 }
 
 /// Builds a [`CachedFn`]; start with [`CachedFn::builder`].
-#[derive(Clone, Debug)]
 #[must_use]
-pub struct CachedFnBuilder<A> {
+pub struct CachedFnBuilder<A, T = ()> {
     name: String,
     module: String,
     version: Option<String>,
     arg_names: Option<Vec<String>>,
     cache: Option<Cache>,
+    freshness: Freshness,
+    lifespan: Option<LifespanFn<T>>,
+    timeout: Option<Duration>,
+    capacity: u64,
+    weigher: Option<WeighFn<T>>,
     args: PhantomData<fn(A)>,
+}
+
+impl<A, T> std::fmt::Debug for CachedFnBuilder<A, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedFnBuilder")
+            .field("name", &self.name)
+            .field("module", &self.module)
+            .field("version", &self.version)
+            .field("freshness", &self.freshness)
+            .field("timeout", &self.timeout)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CachedFn<(), (), Infallible> {
     /// A builder for a cached function called `name`.
-    pub fn builder<A: Args>(name: impl Into<String>) -> CachedFnBuilder<A> {
+    pub fn builder<A: Args, T>(name: impl Into<String>) -> CachedFnBuilder<A, T> {
         CachedFnBuilder {
             name: name.into(),
             module: String::new(),
             version: None,
             arg_names: None,
             cache: None,
+            freshness: Freshness::FOREVER,
+            lifespan: None,
+            timeout: None,
+            capacity: DEFAULT_CAPACITY,
+            weigher: None,
             args: PhantomData,
         }
     }
 }
 
-impl<A: Args> CachedFnBuilder<A> {
+impl<A: Args, T> CachedFnBuilder<A, T> {
     /// The module the function belongs to (part of the key; default empty).
     pub fn module(mut self, module: impl Into<String>) -> Self {
         self.module = module.into();
@@ -129,13 +153,59 @@ impl<A: Args> CachedFnBuilder<A> {
         self
     }
 
+    /// After `d`, a read serves the cached value and starts one background
+    /// refresh.
+    pub fn update_after(mut self, d: Duration) -> Self {
+        self.freshness.update_after = Some(d);
+        self
+    }
+
+    /// After `d`, a read waits for a fresh value.
+    pub fn expire_after(mut self, d: Duration) -> Self {
+        self.freshness.expire_after = Some(d);
+        self
+    }
+
+    /// Freshness computed from each value (for example from a Cache-Control
+    /// max-age in a response); replaces `update_after` and `expire_after`.
+    pub fn lifespan(mut self, f: impl Fn(&T) -> Freshness + Send + Sync + 'static) -> Self {
+        self.lifespan = Some(Arc::new(f));
+        self
+    }
+
+    /// Cancels a computation that runs longer than `d`: every caller
+    /// waiting on it gets [`CallError::Timeout`] and nothing is cached.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// The most entries (or weight, with a [`weigher`](Self::weigher)) the
+    /// in-process tier holds (default [`DEFAULT_CAPACITY`]); the cache
+    /// below is not bounded by it.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The weight of a value against the capacity (default 1 each).
+    pub fn weigher(mut self, f: impl Fn(&T) -> u32 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(f));
+        self
+    }
+}
+
+impl<A: Args, T> CachedFnBuilder<A, T>
+where
+    T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
     /// A cached function over `f`, which never fails.
     ///
     /// # Panics
     ///
     /// Panics when [`args`](Self::args) named a different number of
     /// arguments than the tuple `A` has.
-    pub fn build<T, F, Fut>(self, f: F) -> CachedFn<A, T, Infallible>
+    pub fn build<F, Fut>(self, f: F) -> CachedFn<A, T, Infallible>
     where
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = T> + Send + 'static,
@@ -151,15 +221,16 @@ impl<A: Args> CachedFnBuilder<A> {
     /// # Panics
     ///
     /// As [`build`](Self::build).
-    pub fn build_fallible<T, E, F, Fut>(self, f: F) -> CachedFn<A, T, E>
+    pub fn build_fallible<E, F, Fut>(self, f: F) -> CachedFn<A, T, E>
     where
+        E: Send + Sync + 'static,
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         self.finish(Box::new(move |args| Box::pin(f(args))))
     }
 
-    fn finish<T, E>(self, func: Box<Func<A, T, E>>) -> CachedFn<A, T, E> {
+    fn finish<E>(self, func: Box<Func<A, T, E>>) -> CachedFn<A, T, E> {
         let arg_names = self
             .arg_names
             .unwrap_or_else(|| (0..A::ARITY).map(|i| format!("arg{i}")).collect());
@@ -171,14 +242,25 @@ impl<A: Args> CachedFnBuilder<A> {
             arg_names.len(),
             A::ARITY
         );
+        let counters = Arc::new(Counters::default());
         CachedFn {
-            inner: Arc::new(Inner {
-                name: self.name,
-                module: self.module,
-                version: self.version,
-                arg_names,
+            memo: Arc::new(Memo {
+                ident: Ident {
+                    name: self.name,
+                    module: self.module,
+                    version: self.version,
+                    arg_names,
+                },
                 cache: self.cache,
                 func,
+                policy: Policy {
+                    freshness: self.freshness,
+                    lifespan: self.lifespan,
+                    timeout: self.timeout,
+                },
+                hot: HotTier::new(self.capacity, self.weigher, Arc::clone(&counters)),
+                flights: Mutex::default(),
+                counters,
             }),
         }
     }
@@ -187,33 +269,17 @@ impl<A: Args> CachedFnBuilder<A> {
 impl<A, T, E> CachedFn<A, T, E>
 where
     A: Args,
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     E: Send + Sync + 'static,
 {
     /// The function name.
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.memo.ident.name
     }
 
     /// The cache calls use now: the fixed one, or the task's active cache.
     pub fn cache(&self) -> Cache {
-        self.inner.cache.clone().unwrap_or_else(scope::cache)
-    }
-
-    fn key_of(&self, digests: &[Digest]) -> Digest {
-        let named: Vec<(&str, Digest)> = self
-            .inner
-            .arg_names
-            .iter()
-            .map(String::as_str)
-            .zip(digests.iter().copied())
-            .collect();
-        call_key(
-            &self.inner.name,
-            &self.inner.module,
-            self.inner.version.as_deref(),
-            &named,
-        )
+        self.memo.cache()
     }
 
     /// The call key of `args`.
@@ -222,10 +288,10 @@ where
     ///
     /// Fails when an argument cannot be encoded.
     pub fn digest(&self, args: &A) -> Result<Digest, encoding::EncodeError> {
-        Ok(self.key_of(&args.digests()?))
+        Ok(self.memo.key_of(&args.digests()?))
     }
 
-    /// Whether the call with `args` is cached (and loadable).
+    /// Whether the call with `args` is stored (and loadable) in the cache.
     ///
     /// # Errors
     ///
@@ -235,7 +301,7 @@ where
         self.cache().contains(&key).await
     }
 
-    /// The cached call with `args`, lazily loaded.
+    /// The stored call with `args`, lazily loaded.
     ///
     /// # Errors
     ///
@@ -247,10 +313,11 @@ where
 
     /// A query for this function's calls; add argument filters to it.
     pub fn query(&self) -> CallQuery {
+        let ident = &self.memo.ident;
         let q = CallQuery::new()
-            .name(self.inner.name.clone())
-            .module(self.inner.module.clone());
-        match &self.inner.version {
+            .name(ident.name.clone())
+            .module(ident.module.clone());
+        match &ident.version {
             Some(v) => q.version(v.clone()),
             None => q,
         }
@@ -260,25 +327,23 @@ where
     ///
     /// # Errors
     ///
-    /// [`CallError::Failed`] when the function fails (nothing is cached), or
-    /// [`CallError::Encode`] when an argument or the result cannot be
-    /// encoded. Storage faults are not errors: they read as a miss.
+    /// [`CallError::Failed`] when the function fails (nothing is cached),
+    /// [`CallError::Timeout`] or [`CallError::Panicked`] when the
+    /// computation did not finish, [`CallError::Encode`] when an argument
+    /// or the result cannot be encoded. Storage faults are not errors: they
+    /// read as a miss and a warning.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future before it completes cancels the computation;
-    /// nothing is stored for it.
+    /// Cancel safe. A computation runs in a task of its own: dropping this
+    /// future stops the waiting, not the computation, whose result is
+    /// still cached and handed to every other caller waiting on it.
+    ///
+    /// # Panics
+    ///
+    /// Panics when called outside a tokio runtime.
     pub async fn call(&self, args: A) -> Result<T, CallError<E>> {
-        let digests = args.digests()?;
-        let cache = self.cache();
-        let key = self.key_of(&digests);
-        if !scope::rerunning()
-            && let Some(value) = self.lookup(&cache, &key).await
-        {
-            return Ok(value);
-        }
-        let encoded = args.encode()?;
-        self.compute(&cache, key, args, encoded).await
+        self.memo.call(args).await
     }
 
     /// Calls with some arguments given by (short) digest of a stored value:
@@ -288,22 +353,25 @@ where
     /// # Errors
     ///
     /// As [`call`](Self::call), plus [`CallError::Argument`] when a digest
-    /// does not expand to one stored value.
+    /// does not expand to one stored value of the right type.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call).
     pub async fn call_with<R: ArgRefs<Values = A>>(&self, args: R) -> Result<T, CallError<E>> {
         let cache = self.cache();
-        let digests = args.resolve(&cache).await.map_err(CallError::Argument)?;
-        let key = self.key_of(&digests);
-        if !scope::rerunning()
-            && let Some(value) = self.lookup(&cache, &key).await
-        {
-            return Ok(value);
+        let argument = |e| CallError::Argument(Arc::new(e));
+        let digests = args.resolve(&cache).await.map_err(argument)?;
+        if !scope::rerunning() {
+            let key = self.memo.key_of(&digests);
+            if let Ok(Some(call)) = cache.load(&key).await
+                && let Ok(value) = call.result::<T>().await
+            {
+                return Ok(value);
+            }
         }
-        let values = args
-            .load(&cache, &digests)
-            .await
-            .map_err(CallError::Argument)?;
-        let encoded = values.encode()?;
-        self.compute(&cache, key, values, encoded).await
+        let values = args.load(&cache, &digests).await.map_err(argument)?;
+        self.call(values).await
     }
 
     /// Recomputes the call and overwrites the cached result; cached calls
@@ -316,85 +384,35 @@ where
         scope::rerun_scope(self.call(args)).await
     }
 
-    /// The cached result under `key`; any fault reads as a miss.
-    async fn lookup(&self, cache: &Cache, key: &Digest) -> Option<T> {
-        let record = match cache.load_record(key).await {
-            Ok(record) => record?,
-            Err(e) => {
-                tracing::warn!(function = %self.inner.name, %key, error = %e, "cache read failed; computing");
-                return None;
-            }
-        };
-        match cache.load_value(&record.result).await {
-            Ok(value) => Some(value),
-            Err(e) => {
-                tracing::warn!(function = %self.inner.name, %key, error = %e, "cached result unreadable; computing");
-                None
-            }
-        }
+    /// Forgets the call with `args`: in the in-process tier, in every level
+    /// of the active cache, and in a computation in flight (whose result
+    /// will not be stored). Returns whether a stored call was evicted.
+    ///
+    /// # Errors
+    ///
+    /// Fails when an argument cannot be encoded or storage fails.
+    pub async fn invalidate(&self, args: A) -> Result<bool, CallError<E>> {
+        self.memo.invalidate(&args).await
     }
 
-    async fn compute(
-        &self,
-        cache: &Cache,
-        key: Digest,
-        args: A,
-        encoded: Vec<(Digest, Bytes)>,
-    ) -> Result<T, CallError<E>> {
-        let timestart = Timestamp::now();
-        let started = Instant::now();
-        let outcome = (self.inner.func)(args).await;
-        let walltime = started.elapsed().as_secs_f64();
-        let timestop = Timestamp::now();
-        let value = outcome.map_err(|e| CallError::Failed(Arc::new(e)))?;
-        let result = encoding::to_vec(&value)?;
-        let result_digest = Digest::of_encoded(&result);
-        let record = CallRecord {
-            name: self.inner.name.clone(),
-            module: self.inner.module.clone(),
-            version: self.inner.version.clone(),
-            arguments: self
-                .inner
-                .arg_names
-                .iter()
-                .cloned()
-                .zip(encoded.iter().map(|(d, _)| *d))
-                .collect(),
-            result: result_digest,
-            metadata: Metadata {
-                runtime: Some(Runtime {
-                    timestart,
-                    timestop,
-                    walltime,
-                }),
-                tags: scope::current_tags(),
-                lifespan: Some(Lifespan {
-                    created: timestop,
-                    update_after: None,
-                    expire_after: None,
-                }),
-                extra: Default::default(),
-            },
-        };
-        debug_assert_eq!(record.key(), key);
-        let values = encoded
-            .into_iter()
-            .chain(std::iter::once((result_digest, Bytes::from(result))));
-        if let Err(e) = store(cache, values, &record).await {
-            tracing::warn!(function = %self.inner.name, %key, error = %e, "could not store the result");
-        }
-        Ok(value)
+    /// Forgets every call of this function (of this name, module and
+    /// version) in the in-process tier, in flight, and in every level of
+    /// the active cache. Returns how many stored calls were evicted.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails.
+    pub async fn invalidate_all(&self) -> Result<usize, CacheError> {
+        self.memo.invalidate_all(self.query()).await
     }
-}
 
-async fn store(
-    cache: &Cache,
-    values: impl Iterator<Item = (Digest, Bytes)>,
-    record: &CallRecord,
-) -> Result<(), CacheError> {
-    for (digest, bytes) in values {
-        cache.save_encoded(&digest, bytes).await?;
+    /// What the function has done so far.
+    pub fn stats(&self) -> Stats {
+        self.memo.counters.snapshot()
     }
-    cache.save_record(record).await?;
-    Ok(())
+
+    /// How many entries the in-process tier holds now.
+    pub fn hot_len(&self) -> usize {
+        self.memo.hot.len()
+    }
 }

@@ -4,7 +4,9 @@
 //! every call is keyed by a SHA-256 digest of the function's name, module,
 //! version and argument digests; arguments and results are stored once by
 //! digest; each call leaves a record that can be queried, tabulated and
-//! loaded lazily.
+//! loaded lazily. In front of the cache, each [`CachedFn`] keeps decoded
+//! values in process, collapses concurrent misses into one computation, and
+//! refreshes or expires values by age.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -26,10 +28,13 @@
 mod args;
 mod cached_fn;
 mod error;
+mod memo;
 mod scope;
 
 pub use args::{Arg, ArgRefs, Args};
-pub use cached_fn::{CachedFn, CachedFnBuilder};
+pub use cached_fn::{CachedFn, CachedFnBuilder, DEFAULT_CAPACITY};
 pub use error::CallError;
 pub use flechette_core::*;
+pub use memo::policy::Freshness;
+pub use memo::stats::Stats;
 pub use scope::{Tags, cache, current_tags, default_cache, set_default_cache, tags, with_cache};

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use flechette_core::Cache;
@@ -17,6 +18,8 @@ tokio::task_local! {
 }
 
 static DEFAULT: RwLock<Option<Cache>> = RwLock::new(None);
+/// The id of the default cache, readable without a lock (0: not made yet).
+static DEFAULT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `fut` with `cache` as the active cache.
 ///
@@ -47,16 +50,34 @@ pub fn default_cache() -> Cache {
         return cache;
     }
     let mut slot = DEFAULT.write().unwrap_or_else(|e| e.into_inner());
-    slot.get_or_insert_with(|| {
-        tracing::debug!("no cache configured: using an in-memory default cache");
-        Cache::memory()
-    })
-    .clone()
+    let cache = slot
+        .get_or_insert_with(|| {
+            tracing::debug!("no cache configured: using an in-memory default cache");
+            Cache::memory()
+        })
+        .clone();
+    DEFAULT_ID.store(cache.id(), Ordering::Release);
+    cache
+}
+
+/// The id of the active cache, without cloning it: the hit path's view.
+#[inline]
+pub(crate) fn active_cache_id() -> u64 {
+    if let Ok(id) = CACHE.try_with(Cache::id) {
+        return id;
+    }
+    match DEFAULT_ID.load(Ordering::Acquire) {
+        0 => default_cache().id(),
+        id => id,
+    }
 }
 
 /// Replaces the process default cache (used outside every [`with_cache`]).
 pub fn set_default_cache(cache: impl Into<Cache>) {
-    *DEFAULT.write().unwrap_or_else(|e| e.into_inner()) = Some(cache.into());
+    let cache = cache.into();
+    let mut slot = DEFAULT.write().unwrap_or_else(|e| e.into_inner());
+    DEFAULT_ID.store(cache.id(), Ordering::Release);
+    *slot = Some(cache);
 }
 
 /// Tags to attach to every call recorded inside a scope; see [`tags`].
@@ -116,4 +137,29 @@ pub(crate) fn rerun_scope<F: Future>(fut: F) -> TaskLocalFuture<bool, F> {
 /// Whether the current task is in rerun mode.
 pub(crate) fn rerunning() -> bool {
     RERUN.try_with(|r| *r).unwrap_or(false)
+}
+
+/// The scopes of the current task, captured to be entered again elsewhere
+/// (a spawned computation).
+#[derive(Clone, Debug)]
+pub(crate) struct Captured {
+    tags: Arc<BTreeMap<String, String>>,
+    rerun: bool,
+}
+
+/// Captures the tags and rerun mode of the current task.
+pub(crate) fn capture() -> Captured {
+    Captured {
+        tags: TAGS.try_with(Arc::clone).unwrap_or_default(),
+        rerun: rerunning(),
+    }
+}
+
+impl Captured {
+    /// Runs `fut` inside these scopes, with `cache` active.
+    pub(crate) async fn enter<F: Future>(self, cache: Cache, fut: F) -> F::Output {
+        CACHE
+            .scope(cache, TAGS.scope(self.tags, RERUN.scope(self.rerun, fut)))
+            .await
+    }
 }

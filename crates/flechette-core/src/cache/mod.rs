@@ -28,7 +28,10 @@ pub(crate) struct Level {
     pub(crate) calls: Arc<dyn CallStorage>,
 }
 
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 struct Inner {
+    id: u64,
     levels: Vec<Level>,
     /// Back-fills of level 0 in progress, one per call key.
     backfills: DashMap<Digest, Arc<OnceCell<()>>>,
@@ -75,6 +78,7 @@ impl Cache {
     pub(crate) fn from_levels(levels: Vec<Level>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 levels,
                 backfills: DashMap::new(),
             }),
@@ -115,6 +119,11 @@ impl Cache {
             .levels
             .get(i)
             .map(|l| Self::from_levels(vec![l.clone()]))
+    }
+
+    /// A number unique to this cache in the process (clones share it).
+    pub fn id(&self) -> u64 {
+        self.inner.id
     }
 
     /// Whether both handles share the same cache.

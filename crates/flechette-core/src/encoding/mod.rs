@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
 pub(crate) use sink::HashSink;
+pub use sink::Sink;
 
 /// The newtype-struct name that marks a sequence as unordered.
 pub(crate) const UNORDERED: &str = "$flechette::unordered";
@@ -74,10 +75,15 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> 
     Ok(out)
 }
 
-/// Streams the canonical encoding of `value` into `sink`.
-pub(crate) fn write_to<T: Serialize + ?Sized>(
+/// Streams the canonical encoding of `value` into `sink` (a `Vec<u8>`, or a
+/// buffer of your own that implements [`Sink`]), with no buffer in between.
+///
+/// # Errors
+///
+/// As [`to_vec`].
+pub fn write_to<T: Serialize + ?Sized, S: Sink>(
     value: &T,
-    sink: &mut HashSink,
+    sink: &mut S,
 ) -> Result<(), EncodeError> {
     value.serialize(ser::Canonical::new(sink))
 }

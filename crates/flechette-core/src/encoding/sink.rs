@@ -2,8 +2,9 @@
 
 use sha2::{Digest as _, Sha256};
 
-/// Where canonical bytes go.
-pub(crate) trait Sink {
+/// Where canonical bytes go: implement it for a buffer of your own to encode
+/// into it with [`write_to`](super::write_to).
+pub trait Sink {
     /// Appends `bytes`.
     fn put(&mut self, bytes: &[u8]);
 

@@ -1,0 +1,543 @@
+//! The memoize layer behind [`CachedFn`](crate::CachedFn): a typed in-process
+//! tier in front of the active cache, single-flight computations, refresh
+//! and expiry, timeouts and invalidation.
+
+pub(crate) mod flight;
+pub(crate) mod hot;
+pub(crate) mod policy;
+pub(crate) mod stats;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flechette_core::encoding::{self, Sink};
+use flechette_core::{
+    Cache, CacheError, CallRecord, Digest, Lifespan, Metadata, Runtime, Timestamp, call_key,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::args::Args;
+use crate::error::CallError;
+use crate::scope;
+use flight::{FlightTable, Invalidate, Mark, Role};
+use hot::{ArgBytes, HotEntry, HotKey, HotKeyRef, HotTier};
+use policy::{Age, Deadlines, Freshness};
+use stats::Counters;
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub(crate) type Func<A, T, E> = dyn Fn(A) -> BoxFuture<Result<T, E>> + Send + Sync;
+pub(crate) type LifespanFn<T> = Arc<dyn Fn(&T) -> Freshness + Send + Sync>;
+type Outcome<T, E> = Result<T, CallError<E>>;
+
+/// What identifies a function in call keys.
+pub(crate) struct Ident {
+    pub(crate) name: String,
+    pub(crate) module: String,
+    pub(crate) version: Option<String>,
+    pub(crate) arg_names: Vec<String>,
+}
+
+/// How long results live and how long computations may take.
+pub(crate) struct Policy<T> {
+    pub(crate) freshness: Freshness,
+    pub(crate) lifespan: Option<LifespanFn<T>>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// One computation in progress and the outcome its waiters receive.
+pub(crate) struct Flight<T, E> {
+    outcome: watch::Sender<Option<Outcome<T, E>>>,
+    mark: Mark,
+}
+
+impl<T, E> Flight<T, E> {
+    fn new() -> Self {
+        Self {
+            outcome: watch::Sender::new(None),
+            mark: Mark::default(),
+        }
+    }
+
+    fn publish(&self, outcome: Outcome<T, E>) {
+        self.outcome.send_replace(Some(outcome));
+    }
+
+    fn is_published(&self) -> bool {
+        self.outcome.borrow().is_some()
+    }
+}
+
+impl<T, E> Invalidate for Flight<T, E> {
+    fn invalidate(&self) {
+        self.mark.invalidate();
+    }
+}
+
+/// Why a flight runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A miss: take a fresh stored value if there is one, else compute.
+    Load,
+    /// A stale hit: take a fresh stored value if there is one, else compute;
+    /// a failure keeps the old value.
+    Refresh,
+    /// A rerun: compute and overwrite.
+    Force,
+}
+
+/// Encodes into a stack buffer.
+struct Buf<'a>(&'a mut ArgBytes);
+
+impl Sink for Buf<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+/// The shared state of one cached function.
+pub(crate) struct Memo<A, T, E> {
+    pub(crate) ident: Ident,
+    pub(crate) cache: Option<Cache>,
+    pub(crate) func: Box<Func<A, T, E>>,
+    pub(crate) policy: Policy<T>,
+    pub(crate) hot: HotTier<T>,
+    pub(crate) flights: Mutex<FlightTable<HotKey, Flight<T, E>>>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// Publishes "abandoned" (or "panicked") if a flight ends without an
+/// outcome, and always takes the flight off the table.
+struct FlightGuard<A, T, E> {
+    memo: Arc<Memo<A, T, E>>,
+    key: HotKey,
+    flight: Arc<Flight<T, E>>,
+}
+
+impl<A, T, E> Drop for FlightGuard<A, T, E> {
+    fn drop(&mut self) {
+        if !self.flight.is_published() {
+            self.flight.publish(Err(if std::thread::panicking() {
+                CallError::Panicked
+            } else {
+                CallError::Abandoned
+            }));
+        }
+        lock(&self.memo.flights).finish(&self.key, &self.flight);
+    }
+}
+
+fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<A, T, E> Memo<A, T, E>
+where
+    A: Args,
+    T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    /// The id of the cache calls use now, without cloning it.
+    #[inline]
+    fn cache_id(&self) -> u64 {
+        match &self.cache {
+            Some(c) => c.id(),
+            None => scope::active_cache_id(),
+        }
+    }
+
+    /// The cache calls use now.
+    pub(crate) fn cache(&self) -> Cache {
+        self.cache.clone().unwrap_or_else(scope::cache)
+    }
+
+    /// The call key of the given argument digests.
+    pub(crate) fn key_of(&self, digests: &[Digest]) -> Digest {
+        let named: Vec<(&str, Digest)> = self
+            .ident
+            .arg_names
+            .iter()
+            .map(String::as_str)
+            .zip(digests.iter().copied())
+            .collect();
+        call_key(
+            &self.ident.name,
+            &self.ident.module,
+            self.ident.version.as_deref(),
+            &named,
+        )
+    }
+
+    /// The hot-tier bytes of `args`.
+    #[inline]
+    fn arg_bytes(args: &A) -> Result<ArgBytes, CallError<E>> {
+        let mut buf = ArgBytes::new();
+        encoding::write_to(args, &mut Buf(&mut buf))?;
+        Ok(buf)
+    }
+
+    /// A call: the hot tier first, then a flight.
+    pub(crate) async fn call(self: &Arc<Self>, args: A) -> Outcome<T, E> {
+        let cache_id = self.cache_id();
+        let bytes = Self::arg_bytes(&args)?;
+        let key = HotKeyRef {
+            cache: cache_id,
+            args: &bytes,
+        };
+        if scope::rerunning() {
+            return self.fly(key.to_owned_key(), args, Kind::Force).await;
+        }
+        if let Some(entry) = self.hot.get(key) {
+            let age = if entry.deadlines.never() {
+                Age::Fresh
+            } else {
+                entry.deadlines.age(Instant::now())
+            };
+            match age {
+                Age::Fresh => {
+                    self.counters.hits.incr();
+                    return Ok(entry.value);
+                }
+                Age::Stale => {
+                    self.counters.stale_hits.incr();
+                    self.refresh(key.to_owned_key(), args);
+                    return Ok(entry.value);
+                }
+                Age::Expired => self.hot.remove(key),
+            }
+        }
+        self.counters.misses.incr();
+        self.fly(key.to_owned_key(), args, Kind::Load).await
+    }
+
+    /// Joins the flight for `key` or leads a new one, and waits for it.
+    async fn fly(self: &Arc<Self>, key: HotKey, args: A, kind: Kind) -> Outcome<T, E> {
+        let role = {
+            let mut table = lock(&self.flights);
+            if kind == Kind::Force {
+                // A rerun never takes an answer already on its way.
+                table.invalidate(&key);
+            }
+            table.join_or_lead(key.clone(), Flight::new)
+        };
+        let flight = match role {
+            Role::Waiter(flight) => {
+                self.counters.collapsed.incr();
+                flight
+            }
+            Role::Leader(flight) => {
+                self.launch(key, Arc::clone(&flight), args, kind);
+                flight
+            }
+        };
+        let mut rx = flight.outcome.subscribe();
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        outcome.unwrap_or(Err(CallError::Abandoned))
+    }
+
+    /// Starts one background refresh of `key`, unless a flight runs already.
+    fn refresh(self: &Arc<Self>, key: HotKey, args: A) {
+        let flight = lock(&self.flights).lead_if_idle(key.clone(), Flight::new);
+        if let Some(flight) = flight {
+            Counters::count(&self.counters.refreshes_started);
+            self.launch(key, flight, args, Kind::Refresh);
+        }
+    }
+
+    /// Spawns the task of a flight, inside the caller's tags and rerun mode.
+    fn launch(self: &Arc<Self>, key: HotKey, flight: Arc<Flight<T, E>>, args: A, kind: Kind) {
+        let cache = self.cache();
+        let guard = FlightGuard {
+            memo: Arc::clone(self),
+            key,
+            flight,
+        };
+        let span = tracing::debug_span!(
+            "flechette.flight",
+            function = %self.ident.name,
+            kind = ?kind,
+        );
+        let task = scope::capture().enter(cache.clone(), async move {
+            let guard = guard;
+            guard.memo.run(&guard, cache, args, kind).await;
+        });
+        tokio::spawn(task.instrument(span));
+    }
+
+    /// The body of a flight.
+    async fn run(&self, guard: &FlightGuard<A, T, E>, cache: Cache, args: A, kind: Kind) {
+        let flight = &guard.flight;
+        let digests = match args.digests() {
+            Ok(d) => d,
+            Err(e) => return flight.publish(Err(e.into())),
+        };
+        let call_key = self.key_of(&digests);
+        let mut refreshing = kind == Kind::Refresh;
+        if kind != Kind::Force
+            && let Some((value, deadlines, age)) = self.stored(&cache, &call_key).await
+        {
+            if !flight.mark.is_set() {
+                self.hot.insert(
+                    guard.key.clone(),
+                    HotEntry {
+                        value: value.clone(),
+                        deadlines,
+                    },
+                );
+            }
+            flight.publish(Ok(value));
+            if age == Age::Fresh {
+                return;
+            }
+            // Served stale from storage: refresh it in this same flight.
+            if !refreshing {
+                Counters::count(&self.counters.refreshes_started);
+                refreshing = true;
+            }
+        }
+        match self.compute(args).await {
+            Ok((value, record, values)) => {
+                self.store(&guard.key, flight, &cache, value.clone(), &record, values)
+                    .await;
+                flight.publish(Ok(value));
+            }
+            Err(e) => {
+                if refreshing {
+                    Counters::count(&self.counters.refreshes_failed);
+                    tracing::warn!(function = %self.ident.name, error = %ErrorKind(&e), "background refresh failed; the old value is kept");
+                }
+                // Whoever was served the stored value keeps it.
+                if !flight.is_published() {
+                    flight.publish(Err(e));
+                }
+            }
+        }
+    }
+
+    /// A stored call under `key` that has not expired, with its deadlines.
+    async fn stored(&self, cache: &Cache, key: &Digest) -> Option<(T, Deadlines<Instant>, Age)> {
+        let record = match cache.load_record(key).await {
+            Ok(record) => record?,
+            Err(e) => {
+                tracing::warn!(function = %self.ident.name, %key, error = %e, "cache read failed; computing");
+                return None;
+            }
+        };
+        let deadlines = record.metadata.lifespan.as_ref().map_or(
+            Deadlines {
+                update_at: None,
+                expire_at: None,
+            },
+            to_instants,
+        );
+        let age = deadlines.age(Instant::now());
+        if age == Age::Expired {
+            return None;
+        }
+        match cache.load_value(&record.result).await {
+            Ok(value) => Some((value, deadlines, age)),
+            Err(e) => {
+                tracing::warn!(function = %self.ident.name, %key, error = %e, "cached result unreadable; computing");
+                None
+            }
+        }
+    }
+
+    /// Runs the function once (bounded by the timeout) and prepares what to
+    /// store: the value, its record, and the encoded values.
+    async fn compute(
+        &self,
+        args: A,
+    ) -> Result<(T, CallRecord, Vec<(Digest, Bytes)>), CallError<E>> {
+        let encoded = args.encode()?;
+        let timestart = Timestamp::now();
+        let started = Instant::now();
+        let fut = (self.func)(args);
+        let outcome = match self.policy.timeout {
+            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    Counters::count(&self.counters.timeouts);
+                    return Err(CallError::Timeout(limit));
+                }
+            },
+            None => fut.await,
+        };
+        let took = started.elapsed();
+        self.counters.record_load(took);
+        let value = outcome.map_err(|e| {
+            Counters::count(&self.counters.failures);
+            CallError::Failed(Arc::new(e))
+        })?;
+        let result = encoding::to_vec(&value)?;
+        let result_digest = Digest::of_encoded(&result);
+        let timestop = Timestamp::now();
+        let created = lifespan_now();
+        let freshness = self.freshness(&value);
+        let record = CallRecord {
+            name: self.ident.name.clone(),
+            module: self.ident.module.clone(),
+            version: self.ident.version.clone(),
+            arguments: self
+                .ident
+                .arg_names
+                .iter()
+                .cloned()
+                .zip(encoded.iter().map(|(d, _)| *d))
+                .collect(),
+            result: result_digest,
+            metadata: Metadata {
+                runtime: Some(Runtime {
+                    timestart,
+                    timestop,
+                    walltime: took.as_secs_f64(),
+                }),
+                tags: scope::current_tags(),
+                lifespan: Some(Lifespan {
+                    created,
+                    update_after: freshness.update_after.map(|d| created.plus(d)),
+                    expire_after: freshness.expire_after.map(|d| created.plus(d)),
+                }),
+                extra: Default::default(),
+            },
+        };
+        let mut values = encoded;
+        values.push((result_digest, Bytes::from(result)));
+        Ok((value, record, values))
+    }
+
+    fn freshness(&self, value: &T) -> Freshness {
+        self.policy
+            .lifespan
+            .as_ref()
+            .map_or(self.policy.freshness, |f| f(value))
+    }
+
+    /// Stores a computed value in the hot tier and the cache, unless the
+    /// flight was invalidated; an invalidation that lands meanwhile wins.
+    async fn store(
+        &self,
+        key: &HotKey,
+        flight: &Flight<T, E>,
+        cache: &Cache,
+        value: T,
+        record: &CallRecord,
+        values: Vec<(Digest, Bytes)>,
+    ) {
+        if flight.mark.is_set() {
+            return;
+        }
+        let freshness = self.freshness(&value);
+        let now = Instant::now();
+        let deadlines = Deadlines {
+            update_at: freshness.update_after.map(|d| now + d),
+            expire_at: freshness.expire_after.map(|d| now + d),
+        };
+        self.hot.insert(key.clone(), HotEntry { value, deadlines });
+        if flight.mark.is_set() {
+            self.hot.remove(key.into());
+            return;
+        }
+        let call_key = record.key();
+        let saved: Result<(), CacheError> = async {
+            for (digest, bytes) in values {
+                cache.save_encoded(&digest, bytes).await?;
+            }
+            cache.save_record(record).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = saved {
+            tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not store the result");
+        }
+        if flight.mark.is_set() {
+            self.hot.remove(key.into());
+            if let Err(e) = cache.evict(&call_key).await {
+                tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not evict an invalidated result");
+            }
+        }
+    }
+
+    /// Drops the entry of `args` from the hot tier, the flights and every
+    /// level of the active cache.
+    pub(crate) async fn invalidate(&self, args: &A) -> Result<bool, CallError<E>> {
+        let bytes = Self::arg_bytes(args)?;
+        let key = HotKeyRef {
+            cache: self.cache_id(),
+            args: &bytes,
+        };
+        lock(&self.flights).invalidate(&key.to_owned_key());
+        self.hot.remove(key);
+        let call_key = self.key_of(&args.digests()?);
+        self.cache()
+            .evict(&call_key)
+            .await
+            .map_err(|e| CallError::Argument(Arc::new(e)))
+    }
+
+    /// Drops every entry of this function from the hot tier, the flights
+    /// and every level of the active cache; returns how many stored calls
+    /// were evicted.
+    pub(crate) async fn invalidate_all(
+        &self,
+        query: flechette_core::CallQuery,
+    ) -> Result<usize, CacheError> {
+        lock(&self.flights).invalidate_all();
+        self.hot.clear();
+        let cache = self.cache();
+        let mut evicted = 0;
+        for call in cache.query(&query).await? {
+            evicted += usize::from(cache.evict(&call.digest()).await?);
+        }
+        Ok(evicted)
+    }
+}
+
+/// The wall-clock time of lifespans: the wall clock read once, moved on by
+/// the runtime's monotonic clock. It agrees with other processes' wall clocks
+/// and, under tokio's paused test clock, moves exactly as far as the runtime
+/// clock does.
+pub(crate) fn lifespan_now() -> Timestamp {
+    static ANCHOR: OnceLock<(Timestamp, Instant)> = OnceLock::new();
+    let (wall, at) = *ANCHOR.get_or_init(|| (Timestamp::now(), Instant::now()));
+    wall.plus(Instant::now().saturating_duration_since(at))
+}
+
+/// Converts absolute lifespan deadlines into instants of the runtime clock.
+fn to_instants(lifespan: &Lifespan) -> Deadlines<Instant> {
+    let (now_wall, now) = (lifespan_now(), Instant::now());
+    let at = |t: Timestamp| {
+        let ahead = u64::try_from(t.0.saturating_sub(now_wall.0)).unwrap_or(0);
+        now + Duration::from_micros(ahead)
+    };
+    Deadlines {
+        update_at: lifespan.update_after.map(at),
+        expire_at: lifespan.expire_after.map(at),
+    }
+}
+
+/// Displays a call error without requiring `E: Display`.
+struct ErrorKind<'a, E>(&'a CallError<E>);
+
+impl<E> std::fmt::Display for ErrorKind<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            CallError::Failed(_) => f.write_str("the function returned an error"),
+            CallError::Timeout(d) => write!(f, "timed out after {d:?}"),
+            CallError::Panicked => f.write_str("the function panicked"),
+            CallError::Abandoned => f.write_str("abandoned"),
+            CallError::Encode(e) => write!(f, "{e}"),
+            CallError::Argument(e) => write!(f, "{e}"),
+        }
+    }
+}

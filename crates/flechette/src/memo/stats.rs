@@ -1,0 +1,136 @@
+//! Statistics of a cached function, counted without contention on the hit path.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+const STRIPES: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(AtomicU64);
+
+/// A counter split over cache lines, so threads counting at once do not
+/// fight over one line.
+#[derive(Default)]
+pub(crate) struct Striped([Padded; STRIPES]);
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(i);
+        }
+        i
+    })
+}
+
+impl Striped {
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0[stripe()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The live counters of one cached function.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: Striped,
+    pub(crate) stale_hits: Striped,
+    pub(crate) misses: Striped,
+    pub(crate) collapsed: Striped,
+    pub(crate) refreshes_started: AtomicU64,
+    pub(crate) refreshes_failed: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) loads: AtomicU64,
+    pub(crate) load_nanos: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_load(&self, took: Duration) {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.load_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            hits: self.hits.get(),
+            stale_hits: self.stale_hits.get(),
+            misses: self.misses.get(),
+            collapsed: self.collapsed.get(),
+            refreshes_started: get(&self.refreshes_started),
+            refreshes_failed: get(&self.refreshes_failed),
+            evictions: get(&self.evictions),
+            timeouts: get(&self.timeouts),
+            failures: get(&self.failures),
+            loads: get(&self.loads),
+            load_time: Duration::from_nanos(get(&self.load_nanos)),
+        }
+    }
+}
+
+/// A snapshot of what a cached function has done since it was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls answered from the in-process tier with a fresh value.
+    pub hits: u64,
+    /// Calls answered with a stale value while a refresh was due.
+    pub stale_hits: u64,
+    /// Calls that missed the in-process tier (answered from storage, a
+    /// computation in flight, or a new computation).
+    pub misses: u64,
+    /// Calls that waited on a computation another call had started.
+    pub collapsed: u64,
+    /// Background refreshes started.
+    pub refreshes_started: u64,
+    /// Background refreshes whose computation failed or timed out.
+    pub refreshes_failed: u64,
+    /// Entries evicted from the in-process tier for capacity.
+    pub evictions: u64,
+    /// Computations cancelled by the timeout.
+    pub timeouts: u64,
+    /// Computations that returned an error or panicked.
+    pub failures: u64,
+    /// Computations run.
+    pub loads: u64,
+    /// Time spent in computations, summed.
+    pub load_time: Duration,
+}
+
+impl Stats {
+    /// Fresh and stale hits over all calls, or 0 before any call.
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.hits + self.stale_hits;
+        let total = hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            hits as f64 / total as f64
+        }
+    }
+}
