@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::args::{ArgRefs, Args};
+use crate::call::CallFuture;
 use crate::error::CallError;
 use crate::memo::hot::{HotTier, WeighFn};
 use crate::memo::policy::Freshness;
@@ -341,9 +342,10 @@ where
     ///
     /// # Panics
     ///
-    /// Panics when called outside a tokio runtime.
-    pub async fn call(&self, args: A) -> Result<T, CallError<E>> {
-        self.memo.call(args).await
+    /// The future panics when a miss is polled outside a tokio runtime, and
+    /// when polled again after it completed.
+    pub fn call(&self, args: A) -> CallFuture<'_, A, T, E> {
+        CallFuture::new(&self.memo, args)
     }
 
     /// Calls with some arguments given by (short) digest of a stored value:

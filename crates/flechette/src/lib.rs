@@ -27,12 +27,14 @@
 
 mod args;
 mod cached_fn;
+mod call;
 mod error;
 mod memo;
 mod scope;
 
 pub use args::{Arg, ArgRefs, Args};
 pub use cached_fn::{CachedFn, CachedFnBuilder, DEFAULT_CAPACITY};
+pub use call::CallFuture;
 pub use error::CallError;
 pub use flechette_core::*;
 pub use memo::policy::Freshness;

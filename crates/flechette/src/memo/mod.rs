@@ -80,9 +80,17 @@ impl<T, E> Invalidate for Flight<T, E> {
     }
 }
 
+/// What the synchronous start of a call decided.
+pub(crate) enum Step<A, T> {
+    /// Answered from the hot tier.
+    Done(T),
+    /// To be answered by a flight.
+    Fly(HotKey, A, Kind),
+}
+
 /// Why a flight runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// A miss: take a fresh stored value if there is one, else compute.
     Load,
     /// A stale hit: take a fresh stored value if there is one, else compute;
@@ -183,8 +191,10 @@ where
         Ok(buf)
     }
 
-    /// A call: the hot tier first, then a flight.
-    pub(crate) async fn call(self: &Arc<Self>, args: A) -> Outcome<T, E> {
+    /// The synchronous start of a call: answered from the hot tier (fresh,
+    /// or stale while one refresh starts), or handed on to a flight.
+    #[inline]
+    pub(crate) fn start(self: &Arc<Self>, args: A) -> Result<Step<A, T>, CallError<E>> {
         let cache_id = self.cache_id();
         let bytes = Self::arg_bytes(&args)?;
         let key = HotKeyRef {
@@ -192,7 +202,7 @@ where
             args: &bytes,
         };
         if scope::rerunning() {
-            return self.fly(key.to_owned_key(), args, Kind::Force).await;
+            return Ok(Step::Fly(key.to_owned_key(), args, Kind::Force));
         }
         if let Some(entry) = self.hot.get(key) {
             let age = if entry.deadlines.never() {
@@ -203,22 +213,22 @@ where
             match age {
                 Age::Fresh => {
                     self.counters.hits.incr();
-                    return Ok(entry.value);
+                    return Ok(Step::Done(entry.value));
                 }
                 Age::Stale => {
                     self.counters.stale_hits.incr();
                     self.refresh(key.to_owned_key(), args);
-                    return Ok(entry.value);
+                    return Ok(Step::Done(entry.value));
                 }
                 Age::Expired => self.hot.remove(key),
             }
         }
         self.counters.misses.incr();
-        self.fly(key.to_owned_key(), args, Kind::Load).await
+        Ok(Step::Fly(key.to_owned_key(), args, Kind::Load))
     }
 
     /// Joins the flight for `key` or leads a new one, and waits for it.
-    async fn fly(self: &Arc<Self>, key: HotKey, args: A, kind: Kind) -> Outcome<T, E> {
+    pub(crate) async fn fly(self: &Arc<Self>, key: HotKey, args: A, kind: Kind) -> Outcome<T, E> {
         let role = {
             let mut table = lock(&self.flights);
             if kind == Kind::Force {
