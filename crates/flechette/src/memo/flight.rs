@@ -103,3 +103,249 @@ impl Invalidate for Mark {
         self.invalidated.store(true, Ordering::SeqCst);
     }
 }
+
+/// Exhaustive interleavings of the single-flight protocol: every order of
+/// the steps of a few callers, a leader's store and an invalidation is run
+/// against the real [`FlightTable`] and [`Mark`], and the invariants are
+/// checked after each. The store steps mirror `Memo::store`: check the
+/// mark, insert, check the mark again, remove if it was set meanwhile.
+#[cfg(test)]
+mod model {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    struct TestFlight {
+        id: usize,
+        mark: Mark,
+        published: Mutex<Option<usize>>,
+    }
+
+    impl Invalidate for TestFlight {
+        fn invalidate(&self) {
+            self.mark.invalidate();
+        }
+    }
+
+    #[derive(Default)]
+    struct World {
+        table: FlightTable<u8, TestFlight>,
+        /// The hot tier's entry for the key: the id of the flight that stored it.
+        hot: Option<usize>,
+        flights: usize,
+        /// Flights in the table when an invalidation landed.
+        stale: Vec<usize>,
+        invalidated: bool,
+    }
+
+    /// One caller: joins or leads; a leader computes, stores, publishes and
+    /// finishes; a waiter waits for the publication.
+    struct Caller {
+        pc: usize,
+        flight: Option<Arc<TestFlight>>,
+        leader: bool,
+        saw_mark: bool,
+        got: Option<usize>,
+        /// Starts only after the invalidation (a call made "afterwards").
+        after_invalidation: bool,
+    }
+
+    impl Caller {
+        fn new(after_invalidation: bool) -> Self {
+            Self {
+                pc: 0,
+                flight: None,
+                leader: false,
+                saw_mark: false,
+                got: None,
+                after_invalidation,
+            }
+        }
+
+        /// `None` when blocked, else whether the caller is done.
+        fn step(&mut self, w: &mut World) -> Option<bool> {
+            if self.pc == 0 {
+                if self.after_invalidation && !w.invalidated {
+                    return None;
+                }
+                let next = w.flights;
+                match w.table.join_or_lead(0, || TestFlight {
+                    id: next,
+                    mark: Mark::default(),
+                    published: Mutex::new(None),
+                }) {
+                    Role::Leader(f) => {
+                        w.flights += 1;
+                        self.leader = true;
+                        self.flight = Some(f);
+                    }
+                    Role::Waiter(f) => self.flight = Some(f),
+                }
+                self.pc = 1;
+                return Some(false);
+            }
+            let f = Arc::clone(self.flight.as_ref().expect("joined at step 0"));
+            if !self.leader {
+                let published = *f.published.lock().unwrap();
+                return published.map(|v| {
+                    self.got = Some(v);
+                    true
+                });
+            }
+            match self.pc {
+                1 => self.saw_mark = f.mark.is_set(),
+                2 => {
+                    if !self.saw_mark {
+                        w.hot = Some(f.id);
+                    }
+                }
+                3 => self.saw_mark = f.mark.is_set(),
+                4 => {
+                    if self.saw_mark && w.hot == Some(f.id) {
+                        w.hot = None;
+                    }
+                }
+                5 => *f.published.lock().unwrap() = Some(f.id),
+                _ => {
+                    w.table.finish(&0, &f);
+                    self.got = Some(f.id);
+                    return Some(true);
+                }
+            }
+            self.pc += 1;
+            Some(false)
+        }
+    }
+
+    /// Invalidates the key: the table first, then the hot tier.
+    struct Invalidator {
+        pc: usize,
+    }
+
+    impl Invalidator {
+        fn step(&mut self, w: &mut World) -> Option<bool> {
+            if self.pc == 0 {
+                w.stale.extend(w.table.flights.values().map(|f| f.id));
+                w.table.invalidate(&0);
+                self.pc = 1;
+                Some(false)
+            } else {
+                w.hot = None;
+                w.invalidated = true;
+                Some(true)
+            }
+        }
+    }
+
+    enum Actor {
+        Caller(Caller),
+        Invalidator(Invalidator),
+    }
+
+    impl Actor {
+        fn step(&mut self, w: &mut World) -> Option<bool> {
+            match self {
+                Actor::Caller(c) => c.step(w),
+                Actor::Invalidator(i) => i.step(w),
+            }
+        }
+    }
+
+    /// Runs `schedule` (actor indices) from a fresh world; `None` if an
+    /// entry names a blocked or finished actor.
+    fn replay(
+        make: &dyn Fn() -> Vec<Actor>,
+        schedule: &[usize],
+    ) -> Option<(World, Vec<Actor>, Vec<bool>)> {
+        let mut w = World::default();
+        let mut actors = make();
+        let mut done = vec![false; actors.len()];
+        for &i in schedule {
+            if done[i] {
+                return None;
+            }
+            done[i] = actors[i].step(&mut w)?;
+        }
+        Some((w, actors, done))
+    }
+
+    /// Every complete schedule, depth first; panics on a deadlock.
+    fn explore(make: &dyn Fn() -> Vec<Actor>, check: &dyn Fn(&World, &[Actor])) -> usize {
+        let mut complete = 0;
+        let mut stack: Vec<Vec<usize>> = vec![Vec::new()];
+        while let Some(prefix) = stack.pop() {
+            let (w, actors, done) = replay(make, &prefix).expect("prefixes are runnable");
+            if done.iter().all(|d| *d) {
+                check(&w, &actors);
+                complete += 1;
+                continue;
+            }
+            let mut runnable = false;
+            for i in 0..actors.len() {
+                let mut next = prefix.clone();
+                next.push(i);
+                if replay(make, &next).is_some() {
+                    runnable = true;
+                    stack.push(next);
+                }
+            }
+            assert!(
+                runnable,
+                "deadlock: a caller waits forever after {prefix:?}"
+            );
+        }
+        complete
+    }
+
+    fn got(a: &Actor) -> Option<usize> {
+        match a {
+            Actor::Caller(c) => c.got,
+            Actor::Invalidator(_) => None,
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_share_one_computation_and_nobody_hangs() {
+        let make = || (0..3).map(|_| Actor::Caller(Caller::new(false))).collect();
+        let schedules = explore(&make, &|w, actors| {
+            assert!(w.table.flights.is_empty(), "every flight is finished");
+            // Each caller got the value of the flight it joined or led, and
+            // there were no more computations than flights.
+            for a in actors {
+                let v = got(a).expect("every caller got a value");
+                assert!(v < w.flights);
+            }
+            assert_eq!(
+                w.hot,
+                Some(w.flights - 1),
+                "the last flight's value is kept"
+            );
+        });
+        assert!(schedules > 1_000, "{schedules} schedules");
+    }
+
+    #[test]
+    fn an_invalidation_during_a_flight_wins() {
+        let make = || {
+            vec![
+                Actor::Caller(Caller::new(false)),
+                Actor::Invalidator(Invalidator { pc: 0 }),
+                Actor::Caller(Caller::new(true)),
+            ]
+        };
+        let schedules = explore(&make, &|w, actors| {
+            if let Some(id) = w.hot {
+                assert!(
+                    !w.stale.contains(&id),
+                    "a value invalidated in flight is served"
+                );
+            }
+            let late = got(&actors[2]).expect("the later caller got a value");
+            assert!(
+                !w.stale.contains(&late),
+                "the later caller got a stale value"
+            );
+        });
+        assert!(schedules > 50, "{schedules} schedules");
+    }
+}
