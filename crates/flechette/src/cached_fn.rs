@@ -16,7 +16,7 @@ use crate::error::CallError;
 use crate::memo::hot::{HotTier, WeighFn};
 use crate::memo::policy::Freshness;
 use crate::memo::stats::{Counters, Stats};
-use crate::memo::{Func, Ident, LifespanFn, Memo, Policy};
+use crate::memo::{Func, Ident, LifespanFn, Memo, Policy, Stored};
 use crate::scope;
 
 /// The in-process tier holds this many entries unless told otherwise.
@@ -211,10 +211,10 @@ where
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
-        self.finish(Box::new(move |args| {
+        self.finish(Some(Box::new(move |args| {
             let fut = f(args);
             Box::pin(async move { Ok(fut.await) })
-        }))
+        })))
     }
 
     /// A cached function over `f`; only `Ok` results are cached.
@@ -228,10 +228,21 @@ where
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        self.finish(Box::new(move |args| Box::pin(f(args))))
+        self.finish(Some(Box::new(move |args| Box::pin(f(args)))))
     }
 
-    fn finish<E>(self, func: Box<Func<A, T, E>>) -> CachedFn<A, T, E> {
+    /// A cached function with no body of its own: every call brings one
+    /// ([`CachedFn::call_fn`]). `#[cached]` builds these for functions with
+    /// ignored parameters.
+    ///
+    /// # Panics
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_unbound<E: Send + Sync + 'static>(self) -> CachedFn<A, T, E> {
+        self.finish(None)
+    }
+
+    fn finish<E>(self, func: Option<Box<Func<A, T, E>>>) -> CachedFn<A, T, E> {
         let arg_names = self
             .arg_names
             .unwrap_or_else(|| (0..A::ARITY).map(|i| format!("arg{i}")).collect());
@@ -345,7 +356,27 @@ where
     /// The future panics when a miss is polled outside a tokio runtime, and
     /// when polled again after it completed.
     pub fn call(&self, args: A) -> CallFuture<'_, A, T, E> {
-        CallFuture::new(&self.memo, args)
+        CallFuture::new(&self.memo, args, Stored)
+    }
+
+    /// Calls through the cache with `body` in place of the stored function:
+    /// on a miss (or a refresh) `body` computes the value. This is how a
+    /// function whose body needs values outside the key (a pool, a client)
+    /// is cached: `body` captures them. `#[cached]` expands to it.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call).
+    pub fn call_fn<F, Fut>(&self, args: A, body: F) -> CallFuture<'_, A, T, E, F>
+    where
+        F: FnOnce(A) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        CallFuture::new(&self.memo, args, body)
     }
 
     /// Calls with some arguments given by (short) digest of a stored value:
@@ -383,7 +414,7 @@ where
     ///
     /// As [`call`](Self::call).
     pub async fn rerun(&self, args: A) -> Result<T, CallError<E>> {
-        scope::rerun_scope(self.call(args)).await
+        scope::rerun(self.call(args)).await
     }
 
     /// Forgets the call with `args`: in the in-process tier, in every level

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::args::Args;
 use crate::error::CallError;
-use crate::memo::{Memo, Step};
+use crate::memo::{Body, Memo, Step, Stored};
 
 type SlowPath<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, CallError<E>>> + Send + 'a>>;
 
@@ -20,28 +20,28 @@ type SlowPath<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, CallError<E>>> +
 /// allocation of its own; a miss continues in a boxed future that waits for
 /// the computation.
 #[must_use = "futures do nothing unless awaited"]
-pub struct CallFuture<'a, A, T, E> {
-    state: State<'a, A, T, E>,
+pub struct CallFuture<'a, A, T, E, B = Stored> {
+    state: State<'a, A, T, E, B>,
 }
 
-enum State<'a, A, T, E> {
-    Start(&'a Arc<Memo<A, T, E>>, Option<A>),
+enum State<'a, A, T, E, B> {
+    Start(&'a Arc<Memo<A, T, E>>, Option<(A, B)>),
     Slow(SlowPath<'a, T, E>),
     Done,
 }
 
-// The arguments are only ever moved out, never pinned.
-impl<A, T, E> Unpin for CallFuture<'_, A, T, E> {}
+// The arguments and body are only ever moved out, never pinned.
+impl<A, T, E, B> Unpin for CallFuture<'_, A, T, E, B> {}
 
-impl<'a, A, T, E> CallFuture<'a, A, T, E> {
-    pub(crate) fn new(memo: &'a Arc<Memo<A, T, E>>, args: A) -> Self {
+impl<'a, A, T, E, B> CallFuture<'a, A, T, E, B> {
+    pub(crate) fn new(memo: &'a Arc<Memo<A, T, E>>, args: A, body: B) -> Self {
         Self {
-            state: State::Start(memo, Some(args)),
+            state: State::Start(memo, Some((args, body))),
         }
     }
 }
 
-impl<A, T, E> std::fmt::Debug for CallFuture<'_, A, T, E> {
+impl<A, T, E, B> std::fmt::Debug for CallFuture<'_, A, T, E, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
             State::Start(..) => "start",
@@ -52,11 +52,12 @@ impl<A, T, E> std::fmt::Debug for CallFuture<'_, A, T, E> {
     }
 }
 
-impl<'a, A, T, E> Future for CallFuture<'a, A, T, E>
+impl<'a, A, T, E, B> Future for CallFuture<'a, A, T, E, B>
 where
     A: Args,
     T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     E: Send + Sync + 'static,
+    B: Body<A, T, E>,
 {
     type Output = Result<T, CallError<E>>;
 
@@ -64,11 +65,11 @@ where
         let this = self.get_mut();
         if let State::Start(memo, args) = &mut this.state {
             let memo: &'a Arc<Memo<A, T, E>> = memo;
-            let Some(args) = args.take() else {
+            let Some((args, body)) = args.take() else {
                 this.state = State::Done;
                 return Poll::Ready(Err(CallError::Abandoned));
             };
-            match memo.start(args) {
+            match memo.start(args, body) {
                 Ok(Step::Done(value)) => {
                     this.state = State::Done;
                     return Poll::Ready(Ok(value));
@@ -77,8 +78,8 @@ where
                     this.state = State::Done;
                     return Poll::Ready(Err(e));
                 }
-                Ok(Step::Fly(key, args, kind)) => {
-                    this.state = State::Slow(Box::pin(memo.fly(key, args, kind)));
+                Ok(Step::Fly(key, args, kind, job)) => {
+                    this.state = State::Slow(Box::pin(memo.fly(key, args, kind, job)));
                 }
             }
         }

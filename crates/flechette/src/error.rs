@@ -36,6 +36,37 @@ pub enum CallError<E> {
     /// An argument given by digest could not be expanded or loaded.
     #[error("argument given by digest: {0}")]
     Argument(#[source] Arc<CacheError>),
+    /// The function was built without a body of its own
+    /// ([`CachedFnBuilder::build_unbound`](crate::CachedFnBuilder::build_unbound))
+    /// and was called without one.
+    #[error("this cached function has no body of its own: call the function it wraps")]
+    Unbound,
+}
+
+/// Why a cached call returned no value, apart from the function's own error:
+/// what a function wrapped by `#[cached]` converts into its error type
+/// (`E: From<Failure>`).
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// See [`CallError::Timeout`].
+    #[error("cached function timed out after {0:?}")]
+    Timeout(Duration),
+    /// See [`CallError::Panicked`].
+    #[error("cached function panicked")]
+    Panicked,
+    /// See [`CallError::Abandoned`].
+    #[error("cached function computation was abandoned")]
+    Abandoned,
+    /// See [`CallError::Encode`].
+    #[error(transparent)]
+    Encode(EncodeError),
+    /// See [`CallError::Argument`].
+    #[error("argument given by digest: {0}")]
+    Argument(Arc<CacheError>),
+    /// See [`CallError::Unbound`].
+    #[error("this cached function has no body of its own")]
+    Unbound,
 }
 
 impl<E> Clone for CallError<E> {
@@ -47,6 +78,7 @@ impl<E> Clone for CallError<E> {
             Self::Abandoned => Self::Abandoned,
             Self::Encode(e) => Self::Encode(e.clone()),
             Self::Argument(e) => Self::Argument(Arc::clone(e)),
+            Self::Unbound => Self::Unbound,
         }
     }
 }
@@ -57,6 +89,37 @@ impl<E> CallError<E> {
         match self {
             Self::Failed(e) => Some(e),
             _ => None,
+        }
+    }
+
+    /// Splits the error into the function's own error (shared) or a
+    /// [`Failure`] of the cache machinery.
+    ///
+    /// # Errors
+    ///
+    /// The [`Failure`] when the function's own error is not what happened.
+    pub fn into_failed(self) -> Result<Arc<E>, Failure> {
+        Err(match self {
+            Self::Failed(e) => return Ok(e),
+            Self::Timeout(d) => Failure::Timeout(d),
+            Self::Panicked => Failure::Panicked,
+            Self::Abandoned => Failure::Abandoned,
+            Self::Encode(e) => Failure::Encode(e),
+            Self::Argument(e) => Failure::Argument(e),
+            Self::Unbound => Failure::Unbound,
+        })
+    }
+
+    /// The error a function wrapped by `#[cached]` returns: its own error
+    /// (cloned when other callers share it), or a [`Failure`] converted
+    /// into its error type.
+    pub fn into_error(self) -> E
+    where
+        E: Clone + From<Failure>,
+    {
+        match self.into_failed() {
+            Ok(e) => Arc::unwrap_or_clone(e),
+            Err(f) => E::from(f),
         }
     }
 }

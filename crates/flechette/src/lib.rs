@@ -35,8 +35,10 @@ mod scope;
 pub use args::{Arg, ArgRefs, Args};
 pub use cached_fn::{CachedFn, CachedFnBuilder, DEFAULT_CAPACITY};
 pub use call::CallFuture;
-pub use error::CallError;
+pub use error::{CallError, Failure};
 pub use flechette_core::*;
 pub use memo::policy::Freshness;
 pub use memo::stats::Stats;
-pub use scope::{Tags, cache, current_tags, default_cache, set_default_cache, tags, with_cache};
+pub use scope::{
+    Tags, cache, current_tags, default_cache, rerun, set_default_cache, tags, with_cache,
+};

@@ -128,9 +128,24 @@ pub fn current_tags() -> BTreeMap<String, String> {
     TAGS.try_with(|t| (**t).clone()).unwrap_or_default()
 }
 
-/// Runs `fut` in rerun mode: cached functions called inside recompute and
-/// overwrite instead of reading the cache.
-pub(crate) fn rerun_scope<F: Future>(fut: F) -> TaskLocalFuture<bool, F> {
+/// Runs `fut` in rerun mode: every cached function called inside it
+/// recomputes and overwrites its result instead of reading it. The way to
+/// rerun a function wrapped by `#[cached]`: `flechette::rerun(fib(30)).await`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use flechette::{Cache, CachedFn, rerun};
+/// static RUNS: AtomicU32 = AtomicU32::new(0);
+/// let f = CachedFn::builder("f").cache(Cache::memory()).build(|(): ()| async {
+///     RUNS.fetch_add(1, Ordering::SeqCst)
+/// });
+/// assert_eq!(f.call(()).await.unwrap(), 0);
+/// assert_eq!(f.call(()).await.unwrap(), 0);
+/// assert_eq!(rerun(f.call(())).await.unwrap(), 1);
+/// # }
+/// ```
+pub fn rerun<F: Future>(fut: F) -> TaskLocalFuture<bool, F> {
     RERUN.scope(true, fut)
 }
 

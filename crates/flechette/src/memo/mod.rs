@@ -33,6 +33,8 @@ use stats::Counters;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type Func<A, T, E> = dyn Fn(A) -> BoxFuture<Result<T, E>> + Send + Sync;
+/// The body a flight runs: the stored function, or one given with the call.
+pub(crate) type Job<A, T, E> = Box<dyn FnOnce(A) -> BoxFuture<Result<T, E>> + Send>;
 pub(crate) type LifespanFn<T> = Arc<dyn Fn(&T) -> Freshness + Send + Sync>;
 type Outcome<T, E> = Result<T, CallError<E>>;
 
@@ -81,11 +83,39 @@ impl<T, E> Invalidate for Flight<T, E> {
 }
 
 /// What the synchronous start of a call decided.
-pub(crate) enum Step<A, T> {
+pub(crate) enum Step<A, T, E> {
     /// Answered from the hot tier.
     Done(T),
-    /// To be answered by a flight.
-    Fly(HotKey, A, Kind),
+    /// To be answered by a flight (running the given body, if any).
+    Fly(HotKey, A, Kind, Option<Job<A, T, E>>),
+}
+
+/// The body a call brings: none (use the stored function) or a closure.
+#[doc(hidden)]
+pub trait Body<A, T, E>: Send {
+    /// The body as a job, or `None` to use the stored function.
+    fn into_job(self) -> Option<Job<A, T, E>>;
+}
+
+/// No body of its own: the stored function runs.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct Stored;
+
+impl<A, T, E> Body<A, T, E> for Stored {
+    fn into_job(self) -> Option<Job<A, T, E>> {
+        None
+    }
+}
+
+impl<A, T, E, F, Fut> Body<A, T, E> for F
+where
+    F: FnOnce(A) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    fn into_job(self) -> Option<Job<A, T, E>> {
+        Some(Box::new(move |args| Box::pin(self(args))))
+    }
 }
 
 /// Why a flight runs.
@@ -114,7 +144,8 @@ impl Sink for Buf<'_> {
 pub(crate) struct Memo<A, T, E> {
     pub(crate) ident: Ident,
     pub(crate) cache: Option<Cache>,
-    pub(crate) func: Box<Func<A, T, E>>,
+    /// The function; `None` for one whose body comes with each call.
+    pub(crate) func: Option<Box<Func<A, T, E>>>,
     pub(crate) policy: Policy<T>,
     pub(crate) hot: HotTier<T>,
     pub(crate) flights: Mutex<FlightTable<HotKey, Flight<T, E>>>,
@@ -194,7 +225,11 @@ where
     /// The synchronous start of a call: answered from the hot tier (fresh,
     /// or stale while one refresh starts), or handed on to a flight.
     #[inline]
-    pub(crate) fn start(self: &Arc<Self>, args: A) -> Result<Step<A, T>, CallError<E>> {
+    pub(crate) fn start<B: Body<A, T, E>>(
+        self: &Arc<Self>,
+        args: A,
+        body: B,
+    ) -> Result<Step<A, T, E>, CallError<E>> {
         let cache_id = self.cache_id();
         let bytes = Self::arg_bytes(&args)?;
         let key = HotKeyRef {
@@ -202,7 +237,7 @@ where
             args: &bytes,
         };
         if scope::rerunning() {
-            return Ok(Step::Fly(key.to_owned_key(), args, Kind::Force));
+            return Ok(Step::Fly(key.to_owned_key(), args, Kind::Force, body.into_job()));
         }
         if let Some(entry) = self.hot.get(key) {
             let age = if entry.deadlines.never() {
@@ -217,18 +252,24 @@ where
                 }
                 Age::Stale => {
                     self.counters.stale_hits.incr();
-                    self.refresh(key.to_owned_key(), args);
+                    self.refresh(key.to_owned_key(), args, body.into_job());
                     return Ok(Step::Done(entry.value));
                 }
                 Age::Expired => self.hot.remove(key),
             }
         }
         self.counters.misses.incr();
-        Ok(Step::Fly(key.to_owned_key(), args, Kind::Load))
+        Ok(Step::Fly(key.to_owned_key(), args, Kind::Load, body.into_job()))
     }
 
     /// Joins the flight for `key` or leads a new one, and waits for it.
-    pub(crate) async fn fly(self: &Arc<Self>, key: HotKey, args: A, kind: Kind) -> Outcome<T, E> {
+    pub(crate) async fn fly(
+        self: &Arc<Self>,
+        key: HotKey,
+        args: A,
+        kind: Kind,
+        job: Option<Job<A, T, E>>,
+    ) -> Outcome<T, E> {
         let role = {
             let mut table = lock(&self.flights);
             if kind == Kind::Force {
@@ -243,7 +284,7 @@ where
                 flight
             }
             Role::Leader(flight) => {
-                self.launch(key, Arc::clone(&flight), args, kind);
+                self.launch(key, Arc::clone(&flight), args, kind, job);
                 flight
             }
         };
@@ -256,16 +297,23 @@ where
     }
 
     /// Starts one background refresh of `key`, unless a flight runs already.
-    fn refresh(self: &Arc<Self>, key: HotKey, args: A) {
+    fn refresh(self: &Arc<Self>, key: HotKey, args: A, job: Option<Job<A, T, E>>) {
         let flight = lock(&self.flights).lead_if_idle(key.clone(), Flight::new);
         if let Some(flight) = flight {
             Counters::count(&self.counters.refreshes_started);
-            self.launch(key, flight, args, Kind::Refresh);
+            self.launch(key, flight, args, Kind::Refresh, job);
         }
     }
 
     /// Spawns the task of a flight, inside the caller's tags and rerun mode.
-    fn launch(self: &Arc<Self>, key: HotKey, flight: Arc<Flight<T, E>>, args: A, kind: Kind) {
+    fn launch(
+        self: &Arc<Self>,
+        key: HotKey,
+        flight: Arc<Flight<T, E>>,
+        args: A,
+        kind: Kind,
+        job: Option<Job<A, T, E>>,
+    ) {
         let cache = self.cache();
         let guard = FlightGuard {
             memo: Arc::clone(self),
@@ -279,13 +327,20 @@ where
         );
         let task = scope::capture().enter(cache.clone(), async move {
             let guard = guard;
-            guard.memo.run(&guard, cache, args, kind).await;
+            guard.memo.run(&guard, cache, args, kind, job).await;
         });
         tokio::spawn(task.instrument(span));
     }
 
     /// The body of a flight.
-    async fn run(&self, guard: &FlightGuard<A, T, E>, cache: Cache, args: A, kind: Kind) {
+    async fn run(
+        &self,
+        guard: &FlightGuard<A, T, E>,
+        cache: Cache,
+        args: A,
+        kind: Kind,
+        job: Option<Job<A, T, E>>,
+    ) {
         let flight = &guard.flight;
         let digests = match args.digests() {
             Ok(d) => d,
@@ -315,7 +370,7 @@ where
                 refreshing = true;
             }
         }
-        match self.compute(args).await {
+        match self.compute(args, job).await {
             Ok((value, record, values)) => {
                 self.store(&guard.key, flight, &cache, value.clone(), &record, values)
                     .await;
@@ -368,11 +423,16 @@ where
     async fn compute(
         &self,
         args: A,
+        job: Option<Job<A, T, E>>,
     ) -> Result<(T, CallRecord, Vec<(Digest, Bytes)>), CallError<E>> {
         let encoded = args.encode()?;
         let timestart = Timestamp::now();
         let started = Instant::now();
-        let fut = (self.func)(args);
+        let fut = match (job, &self.func) {
+            (Some(job), _) => job(args),
+            (None, Some(func)) => func(args),
+            (None, None) => return Err(CallError::Unbound),
+        };
         let outcome = match self.policy.timeout {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
                 Ok(outcome) => outcome,
@@ -548,6 +608,7 @@ impl<E> std::fmt::Display for ErrorKind<'_, E> {
             CallError::Abandoned => f.write_str("abandoned"),
             CallError::Encode(e) => write!(f, "{e}"),
             CallError::Argument(e) => write!(f, "{e}"),
+            CallError::Unbound => f.write_str("no function body"),
         }
     }
 }
