@@ -32,11 +32,19 @@ mod error;
 mod memo;
 mod scope;
 
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::private::Slot;
+}
+mod private;
+
 pub use args::{Arg, ArgRefs, Args};
 pub use cached_fn::{CachedFn, CachedFnBuilder, DEFAULT_CAPACITY};
 pub use call::CallFuture;
 pub use error::{CallError, Failure};
 pub use flechette_core::*;
+#[cfg(feature = "macros")]
+pub use flechette_macros::cached;
 pub use memo::policy::Freshness;
 pub use memo::stats::Stats;
 pub use scope::{

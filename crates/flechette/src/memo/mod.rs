@@ -237,7 +237,12 @@ where
             args: &bytes,
         };
         if scope::rerunning() {
-            return Ok(Step::Fly(key.to_owned_key(), args, Kind::Force, body.into_job()));
+            return Ok(Step::Fly(
+                key.to_owned_key(),
+                args,
+                Kind::Force,
+                body.into_job(),
+            ));
         }
         if let Some(entry) = self.hot.get(key) {
             let age = if entry.deadlines.never() {
@@ -259,7 +264,12 @@ where
             }
         }
         self.counters.misses.incr();
-        Ok(Step::Fly(key.to_owned_key(), args, Kind::Load, body.into_job()))
+        Ok(Step::Fly(
+            key.to_owned_key(),
+            args,
+            Kind::Load,
+            body.into_job(),
+        ))
     }
 
     /// Joins the flight for `key` or leads a new one, and waits for it.

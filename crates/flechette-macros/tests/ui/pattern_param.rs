@@ -1,0 +1,6 @@
+#[flechette::cached]
+async fn add((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[flechette::cached(ignore(pool))]
+async fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {}
