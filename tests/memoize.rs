@@ -535,3 +535,42 @@ async fn statistics_count_what_happened() {
     assert!(s.load_time >= Duration::from_millis(30));
     assert!((s.hit_ratio() - 0.5).abs() < 1e-9);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_background_refresh_carries_the_callers_cache_and_tags() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = runs.clone();
+    let f = CachedFn::builder("tagged_refresh")
+        .update_after(100 * MS)
+        .build(move |(): ()| {
+            let n = n.clone();
+            async move { n.fetch_add(1, Ordering::SeqCst) }
+        });
+    let cache = Cache::memory();
+    with_cache(cache.clone(), async {
+        flechette::tags([("stage", "first")])
+            .scope(f.call(()))
+            .await
+            .unwrap();
+        advance(150 * MS).await;
+        let stale = flechette::tags([("stage", "refresh")])
+            .scope(f.call(()))
+            .await
+            .unwrap();
+        assert_eq!(stale, 0);
+    })
+    .await;
+    settle().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let call = cache.load(&f.digest(&()).unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        call.result::<usize>().await.unwrap(),
+        1,
+        "the refresh wrote to the caller's cache"
+    );
+    assert_eq!(
+        call.metadata().tags["stage"],
+        "refresh",
+        "with the caller's tags"
+    );
+}
