@@ -21,3 +21,7 @@ pub struct StorageDoctests;
 #[doc = include_str!("../docs/query.md")]
 #[cfg(doctest)]
 pub struct QueryDoctests;
+
+#[doc = include_str!("../docs/memoize.md")]
+#[cfg(doctest)]
+pub struct MemoizeDoctests;

@@ -156,6 +156,7 @@ async fn a_panicking_computation_fails_its_waiters_and_does_not_poison_the_key()
     }
     assert_eq!(f.call(()).await.unwrap(), 7, "the next call computes again");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(f.stats().failures, 1, "the panic is counted");
 }
 
 #[tokio::test(start_paused = true)]
@@ -573,4 +574,52 @@ async fn a_background_refresh_carries_the_callers_cache_and_tags() {
         "refresh",
         "with the caller's tags"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalidation_reaches_the_in_process_entries_of_every_cache() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = runs.clone();
+    let f = CachedFn::builder("two_caches")
+        .args(["x"])
+        .build(move |(x,): (u8,)| {
+            let n = n.clone();
+            async move { (x, n.fetch_add(1, Ordering::SeqCst)) }
+        });
+    let (a, b) = (Cache::memory(), Cache::memory());
+    with_cache(a.clone(), f.call((1,))).await.unwrap();
+    with_cache(b.clone(), f.call((1,))).await.unwrap();
+    assert_eq!(f.hot_len(), 2);
+    assert!(with_cache(a.clone(), f.invalidate((1,))).await.unwrap());
+    assert_eq!(f.hot_len(), 0, "both in-process entries are gone");
+    assert!(
+        b.contains(&f.digest(&(1,)).unwrap()).await.unwrap(),
+        "b's storage is b's own"
+    );
+    assert_eq!(
+        with_cache(b, f.call((1,))).await.unwrap(),
+        (1, 1),
+        "b reads its stored value"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalidate_all_leaves_other_versions_alone() {
+    let cache = Cache::memory();
+    let make = |version: Option<&str>| {
+        let b = CachedFn::builder("versions")
+            .args(["x"])
+            .cache(cache.clone());
+        let b = match version {
+            Some(v) => b.version(v),
+            None => b,
+        };
+        b.build(|(x,): (u8,)| async move { x })
+    };
+    let (plain, v2) = (make(None), make(Some("2")));
+    plain.call((1,)).await.unwrap();
+    v2.call((1,)).await.unwrap();
+    assert_eq!(plain.invalidate_all().await.unwrap(), 1);
+    assert!(v2.contains((1,)).await.unwrap());
 }

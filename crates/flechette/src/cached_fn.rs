@@ -417,20 +417,22 @@ where
         scope::rerun(self.call(args)).await
     }
 
-    /// Forgets the call with `args`: in the in-process tier, in every level
-    /// of the active cache, and in a computation in flight (whose result
-    /// will not be stored). Returns whether a stored call was evicted.
+    /// Forgets the call with `args`: in the in-process tier (whatever cache
+    /// it was computed for), in a computation in flight (whose result will
+    /// not be stored), and in every level of the active cache. Returns
+    /// whether a stored call was evicted.
     ///
     /// # Errors
     ///
     /// Fails when an argument cannot be encoded or storage fails.
-    pub async fn invalidate(&self, args: A) -> Result<bool, CallError<E>> {
+    pub async fn invalidate(&self, args: A) -> Result<bool, CacheError> {
         self.memo.invalidate(&args).await
     }
 
     /// Forgets every call of this function (of this name, module and
-    /// version) in the in-process tier, in flight, and in every level of
-    /// the active cache. Returns how many stored calls were evicted.
+    /// version — an unversioned function's calls only) in the in-process
+    /// tier, in flight, and in every level of the active cache. Returns how
+    /// many stored calls were evicted.
     ///
     /// # Errors
     ///

@@ -77,6 +77,17 @@ impl<K: Hash + Eq, F: Invalidate> FlightTable<K, F> {
         }
     }
 
+    /// Invalidates the flights whose key passes `pred`.
+    pub(crate) fn invalidate_where(&mut self, pred: impl Fn(&K) -> bool) {
+        self.flights.retain(|k, f| {
+            let hit = pred(k);
+            if hit {
+                f.invalidate();
+            }
+            !hit
+        });
+    }
+
     /// Invalidates every flight.
     pub(crate) fn invalidate_all(&mut self) {
         for (_, f) in self.flights.drain() {

@@ -133,6 +133,11 @@ impl<T: Clone> HotTier<T> {
         self.map.remove(&key);
     }
 
+    /// Removes the entries of these argument bytes under every cache.
+    pub(crate) fn remove_args(&self, args: &[u8]) {
+        self.map.retain(|k, _| *k.args != *args);
+    }
+
     pub(crate) fn clear(&self) {
         self.map.clear();
     }

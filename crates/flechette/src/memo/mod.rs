@@ -163,7 +163,11 @@ struct FlightGuard<A, T, E> {
 impl<A, T, E> Drop for FlightGuard<A, T, E> {
     fn drop(&mut self) {
         if !self.flight.is_published() {
-            self.flight.publish(Err(if std::thread::panicking() {
+            let panicked = std::thread::panicking();
+            if panicked {
+                Counters::count(&self.memo.counters.failures);
+            }
+            self.flight.publish(Err(if panicked {
                 CallError::Panicked
             } else {
                 CallError::Abandoned
@@ -548,21 +552,15 @@ where
         }
     }
 
-    /// Drops the entry of `args` from the hot tier, the flights and every
-    /// level of the active cache.
-    pub(crate) async fn invalidate(&self, args: &A) -> Result<bool, CallError<E>> {
-        let bytes = Self::arg_bytes(args)?;
-        let key = HotKeyRef {
-            cache: self.cache_id(),
-            args: &bytes,
-        };
-        lock(&self.flights).invalidate(&key.to_owned_key());
-        self.hot.remove(key);
+    /// Drops the entry of `args` from the hot tier (under every cache), the
+    /// flights, and every level of the active cache.
+    pub(crate) async fn invalidate(&self, args: &A) -> Result<bool, CacheError> {
+        let mut bytes = ArgBytes::new();
+        encoding::write_to(args, &mut Buf(&mut bytes))?;
+        lock(&self.flights).invalidate_where(|k| *k.args == *bytes);
+        self.hot.remove_args(&bytes);
         let call_key = self.key_of(&args.digests()?);
-        self.cache()
-            .evict(&call_key)
-            .await
-            .map_err(|e| CallError::Argument(Arc::new(e)))
+        self.cache().evict(&call_key).await
     }
 
     /// Drops every entry of this function from the hot tier, the flights
@@ -577,6 +575,10 @@ where
         let cache = self.cache();
         let mut evicted = 0;
         for call in cache.query(&query).await? {
+            // An unversioned function's query matches every version.
+            if call.record().version != self.ident.version {
+                continue;
+            }
             evicted += usize::from(cache.evict(&call.digest()).await?);
         }
         Ok(evicted)
