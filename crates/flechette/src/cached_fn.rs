@@ -16,8 +16,9 @@ use crate::error::CallError;
 use crate::memo::hot::{HotTier, WeighFn};
 use crate::memo::policy::Freshness;
 use crate::memo::stats::{Counters, Stats};
-use crate::memo::{Func, Ident, LifespanFn, Memo, Policy, Stored};
+use crate::memo::{Func, Ident, LifespanFn, Memo, Placement, Policy, Step, Stored};
 use crate::scope;
+use crate::task::{Bound, TaskHandle, bind};
 
 /// The in-process tier holds this many entries unless told otherwise.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
@@ -231,6 +232,50 @@ where
         self.finish(Some(Box::new(move |args| Box::pin(f(args)))))
     }
 
+    /// A cached function over a blocking (synchronous, CPU-bound) function:
+    /// computations run on tokio's blocking pool, with the same collapsing,
+    /// refresh and expiry as async ones.
+    ///
+    /// # Panics
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_blocking<F>(self, f: F) -> CachedFn<A, T, Infallible>
+    where
+        F: Fn(A) -> T + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.finish(Some(Box::new(move |args| {
+            let f = Arc::clone(&f);
+            Box::pin(async move {
+                match tokio::task::spawn_blocking(move || f(args)).await {
+                    Ok(value) => Ok(value),
+                    // Re-raise inside the computation: callers see `Panicked`.
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            })
+        })))
+    }
+
+    /// A cached function whose body spawns its work and returns the task's
+    /// `JoinHandle` (the pass-through pattern). The result is cached when
+    /// the task completes, even if nobody waits for it; a task that panics
+    /// or is cancelled caches nothing. Start calls with
+    /// [`CachedFn::spawn`] to get a [`TaskHandle`](crate::TaskHandle) at
+    /// once, complete on a hit.
+    ///
+    /// # Panics
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_spawning<F>(self, f: F) -> CachedFn<A, T, tokio::task::JoinError>
+    where
+        F: Fn(A) -> tokio::task::JoinHandle<T> + Send + Sync + 'static,
+    {
+        self.finish(Some(Box::new(move |args| {
+            let handle = f(args);
+            Box::pin(handle)
+        })))
+    }
+
     /// A cached function with no body of its own: every call brings one
     /// ([`CachedFn::call_fn`]). `#[cached]` builds these for functions with
     /// ignored parameters.
@@ -439,6 +484,40 @@ where
     /// Fails when storage fails.
     pub async fn invalidate_all(&self) -> Result<usize, CacheError> {
         self.memo.invalidate_all(self.query()).await
+    }
+
+    /// Starts the call as a task and returns its handle at once: complete
+    /// on an in-process hit (nothing is spawned), otherwise waiting for the
+    /// computation, which runs in a task of its own bound to the caller's
+    /// cache and tags and is cached even if the handle is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime when the call misses.
+    pub fn spawn(&self, args: A) -> TaskHandle<T, E> {
+        self.spawn_on(args, &Placement::default())
+    }
+
+    pub(crate) fn spawn_on(&self, args: A, placement: &Placement) -> TaskHandle<T, E> {
+        match self.memo.start(args, Stored) {
+            Ok(Step::Done(value)) => TaskHandle::ready(Ok(value)),
+            Err(e) => TaskHandle::ready(Err(e)),
+            Ok(Step::Fly(key, args, kind, job)) => {
+                let flight = self.memo.enter(key, args, kind, job, placement);
+                TaskHandle::waiting(Memo::<A, T, E>::wait(flight))
+            }
+        }
+    }
+
+    /// The call with `args`, bound to the caller's cache and tags, as a
+    /// `'static` future to hand to `tokio::spawn`, a `JoinSet` or another
+    /// module; see [`bind`](crate::bind).
+    pub fn bind(
+        &self,
+        args: A,
+    ) -> Bound<impl Future<Output = Result<T, CallError<E>>> + Send + 'static> {
+        let f = self.clone();
+        bind(async move { f.call(args).await })
     }
 
     /// What the function has done so far.

@@ -31,6 +31,7 @@ mod call;
 mod error;
 mod memo;
 mod scope;
+mod task;
 
 #[doc(hidden)]
 pub mod __private {
@@ -49,4 +50,8 @@ pub use memo::policy::Freshness;
 pub use memo::stats::Stats;
 pub use scope::{
     Tags, cache, current_tags, default_cache, rerun, set_default_cache, tags, with_cache,
+};
+pub use task::{
+    Bound, CachedJoinSet, Executor, ExecutorStats, SpawnOptions, TaskHandle, bind, bind_blocking,
+    bind_fn, spawn,
 };

@@ -154,27 +154,55 @@ pub(crate) fn rerunning() -> bool {
     RERUN.try_with(|r| *r).unwrap_or(false)
 }
 
-/// The scopes of the current task, captured to be entered again elsewhere
-/// (a spawned computation).
+/// The scopes of the current task, captured to be entered again elsewhere:
+/// the active cache, the tags and the rerun mode.
 #[derive(Clone, Debug)]
 pub(crate) struct Captured {
+    cache: Cache,
     tags: Arc<BTreeMap<String, String>>,
     rerun: bool,
 }
 
-/// Captures the tags and rerun mode of the current task.
+/// Captures the active cache (the default when outside every scope), the
+/// tags and the rerun mode of the current task.
 pub(crate) fn capture() -> Captured {
     Captured {
+        cache: cache(),
         tags: TAGS.try_with(Arc::clone).unwrap_or_default(),
         rerun: rerunning(),
     }
 }
 
+/// A future that runs inside captured scopes.
+pub(crate) type Entered<F> = TaskLocalFuture<
+    Cache,
+    TaskLocalFuture<Arc<BTreeMap<String, String>>, TaskLocalFuture<bool, F>>,
+>;
+
 impl Captured {
-    /// Runs `fut` inside these scopes, with `cache` active.
-    pub(crate) async fn enter<F: Future>(self, cache: Cache, fut: F) -> F::Output {
-        CACHE
-            .scope(cache, TAGS.scope(self.tags, RERUN.scope(self.rerun, fut)))
-            .await
+    /// The captured cache.
+    pub(crate) fn cache(&self) -> Cache {
+        self.cache.clone()
+    }
+
+    /// These scopes with another cache active.
+    pub(crate) fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// `fut`, to run inside these scopes.
+    pub(crate) fn enter<F: Future>(self, fut: F) -> Entered<F> {
+        CACHE.scope(
+            self.cache,
+            TAGS.scope(self.tags, RERUN.scope(self.rerun, fut)),
+        )
+    }
+
+    /// Runs `f` inside these scopes, synchronously.
+    pub(crate) fn enter_sync<R>(self, f: impl FnOnce() -> R) -> R {
+        CACHE.sync_scope(self.cache, || {
+            TAGS.sync_scope(self.tags, || RERUN.sync_scope(self.rerun, f))
+        })
     }
 }

@@ -118,6 +118,15 @@ where
     }
 }
 
+/// Where a flight's task runs: a runtime (default: the current one), the
+/// blocking pool or an async worker, and a name for its tracing span.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Placement {
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+    pub(crate) blocking: bool,
+    pub(crate) name: Option<Arc<str>>,
+}
+
 /// Why a flight runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -284,6 +293,19 @@ where
         kind: Kind,
         job: Option<Job<A, T, E>>,
     ) -> Outcome<T, E> {
+        let flight = self.enter(key, args, kind, job, &Placement::default());
+        Self::wait(flight).await
+    }
+
+    /// Joins the flight for `key`, or starts one where `placement` says.
+    pub(crate) fn enter(
+        self: &Arc<Self>,
+        key: HotKey,
+        args: A,
+        kind: Kind,
+        job: Option<Job<A, T, E>>,
+        placement: &Placement,
+    ) -> Arc<Flight<T, E>> {
         let role = {
             let mut table = lock(&self.flights);
             if kind == Kind::Force {
@@ -292,16 +314,20 @@ where
             }
             table.join_or_lead(key.clone(), Flight::new)
         };
-        let flight = match role {
+        match role {
             Role::Waiter(flight) => {
                 self.counters.collapsed.incr();
                 flight
             }
             Role::Leader(flight) => {
-                self.launch(key, Arc::clone(&flight), args, kind, job);
+                self.launch(key, Arc::clone(&flight), args, kind, job, placement);
                 flight
             }
-        };
+        }
+    }
+
+    /// Waits for the outcome of `flight`.
+    pub(crate) async fn wait(flight: Arc<Flight<T, E>>) -> Outcome<T, E> {
         let mut rx = flight.outcome.subscribe();
         let outcome = match rx.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone(),
@@ -315,7 +341,7 @@ where
         let flight = lock(&self.flights).lead_if_idle(key.clone(), Flight::new);
         if let Some(flight) = flight {
             Counters::count(&self.counters.refreshes_started);
-            self.launch(key, flight, args, Kind::Refresh, job);
+            self.launch(key, flight, args, Kind::Refresh, job, &Placement::default());
         }
     }
 
@@ -327,8 +353,10 @@ where
         args: A,
         kind: Kind,
         job: Option<Job<A, T, E>>,
+        placement: &Placement,
     ) {
-        let cache = self.cache();
+        let scope = scope::capture();
+        let cache = self.cache.clone().unwrap_or_else(|| scope.cache());
         let guard = FlightGuard {
             memo: Arc::clone(self),
             key,
@@ -338,12 +366,25 @@ where
             "flechette.flight",
             function = %self.ident.name,
             kind = ?kind,
+            task = placement.name.as_deref().unwrap_or(""),
         );
-        let task = scope::capture().enter(cache.clone(), async move {
-            let guard = guard;
-            guard.memo.run(&guard, cache, args, kind, job).await;
-        });
-        tokio::spawn(task.instrument(span));
+        let task = scope
+            .with_cache(cache.clone())
+            .enter(async move {
+                let guard = guard;
+                guard.memo.run(&guard, cache, args, kind, job).await;
+            })
+            .instrument(span);
+        let runtime = placement
+            .runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        if placement.blocking {
+            let on = runtime.clone();
+            runtime.spawn_blocking(move || on.block_on(task));
+        } else {
+            runtime.spawn(task);
+        }
     }
 
     /// The body of a flight.
