@@ -623,3 +623,16 @@ async fn invalidate_all_leaves_other_versions_alone() {
     assert_eq!(plain.invalidate_all().await.unwrap(), 1);
     assert!(v2.contains((1,)).await.unwrap());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lifespan_too_long_to_represent_means_forever() {
+    let f = CachedFn::builder("forever")
+        .cache(Cache::memory())
+        .update_after(Duration::MAX)
+        .expire_after(Duration::MAX)
+        .build(|(): ()| async { 1u8 });
+    assert_eq!(f.call(()).await.unwrap(), 1);
+    advance(Duration::from_secs(86_400 * 365)).await;
+    assert_eq!(f.call(()).await.unwrap(), 1);
+    assert_eq!(f.stats().loads, 1);
+}

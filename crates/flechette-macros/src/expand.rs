@@ -43,7 +43,7 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
     let method = receiver(&item)?;
     let params = params(&item, &options)?;
     check_ignored(&options, &params, method)?;
-    let output = output(&sig.output);
+    let output = output(&sig.output)?;
     let keyed_self = method && !options.ignore.iter().any(|i| i == "self");
 
     let fn_name = &sig.ident;
@@ -52,6 +52,13 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
         .name
         .as_ref()
         .map_or_else(|| fn_name.to_string(), syn::LitStr::value);
+    // A method's default name carries its type, so that methods of one name
+    // on two types in one module do not share keys.
+    let name_expr = if method && options.name.is_none() {
+        quote!(::std::format!("{}::{}", ::std::any::type_name::<Self>(), #name))
+    } else {
+        quote!(#name)
+    };
     let key_types: Vec<TokenStream> = keyed_self
         .then(|| quote!(Self))
         .into_iter()
@@ -77,7 +84,9 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
         .map_or_else(|| quote!(::std::convert::Infallible), |e| quote!(#e));
     let cached_ty = quote!(::flechette::CachedFn<(#(#key_types,)*), #value, #err>);
 
-    let builder = builder(&options, &item, &name, &key_types, &key_names, value, &err);
+    let builder = builder(
+        &options, &item, &name_expr, &key_types, &key_names, value, &err,
+    );
     let vis = &item.vis;
     let helper_doc = format!(
         "The cached function behind [`{fn_name}`]: its key, stored calls, statistics and invalidation."
@@ -220,7 +229,7 @@ fn check_ignored(options: &Options, params: &[Param], method: bool) -> syn::Resu
     Ok(())
 }
 
-fn output(ret: &ReturnType) -> Output {
+fn output(ret: &ReturnType) -> syn::Result<Output> {
     let whole: Type = match ret {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
@@ -233,24 +242,36 @@ fn output(ret: &ReturnType) -> Output {
         && let (Some(GenericArgument::Type(value)), Some(GenericArgument::Type(error))) =
             (args.args.first(), args.args.last())
     {
-        return Output {
+        return Ok(Output {
             value: value.clone(),
             error: Some(error.clone()),
             whole: whole.clone(),
-        };
+        });
     }
-    Output {
+    if let Type::Path(path) = &whole
+        && path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Result")
+    {
+        return Err(error(
+            whole.span(),
+            "#[cached] caches only the `Ok` of a `Result`: write the return type as `Result<T, E>` in full, so the error type is known",
+        ));
+    }
+    Ok(Output {
         value: whole.clone(),
         error: None,
         whole,
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
 fn builder(
     options: &Options,
     item: &ItemFn,
-    name: &str,
+    name: &TokenStream,
     key_types: &[TokenStream],
     key_names: &[String],
     value: &Type,

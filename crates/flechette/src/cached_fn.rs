@@ -425,8 +425,8 @@ where
     }
 
     /// Calls with some arguments given by (short) digest of a stored value:
-    /// the key is the one the values would give, and on a miss the values
-    /// are loaded from the cache.
+    /// the values are loaded from the cache, and the call is then exactly
+    /// the call with the values (the same key, tiers and lifespans).
     ///
     /// # Errors
     ///
@@ -440,14 +440,6 @@ where
         let cache = self.cache();
         let argument = |e| CallError::Argument(Arc::new(e));
         let digests = args.resolve(&cache).await.map_err(argument)?;
-        if !scope::rerunning() {
-            let key = self.memo.key_of(&digests);
-            if let Ok(Some(call)) = cache.load(&key).await
-                && let Ok(value) = call.result::<T>().await
-            {
-                return Ok(value);
-            }
-        }
         let values = args.load(&cache, &digests).await.map_err(argument)?;
         self.call(values).await
     }

@@ -121,7 +121,18 @@ impl Cache {
                 },
             }
         }
+        // Put only if level 0 still has nothing: a newer record may have
+        // been written there meanwhile.
+        if top.calls.get(key).await?.is_some() {
+            return Ok(());
+        }
         top.calls.put(key, record).await?;
+        // An eviction that ran during the copy removed the source: take
+        // the copy back out rather than resurrect the call.
+        if source.calls.get(key).await?.is_none() {
+            top.calls.remove(key).await?;
+            return Ok(());
+        }
         tracing::debug!(%key, level, "cache stack: copied call into level 0");
         Ok(())
     }

@@ -124,11 +124,27 @@ impl fmt::Display for Table {
     }
 }
 
+/// A value cell: `null` for an absent argument, or (with a warning) for a
+/// value that is missing or does not decode; storage failures are errors.
+fn shown(value: Result<Value, CacheError>, key: &crate::Digest) -> Result<Value, CacheError> {
+    match value {
+        Ok(v) => Ok(v),
+        Err(CacheError::NoSuchArgument(_)) => Ok(Value::Null),
+        Err(e @ (CacheError::MissingValue(_) | CacheError::Decode(_))) => {
+            tracing::warn!(%key, error = %e, "table: a value cannot be shown");
+            Ok(Value::Null)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Cache {
     /// The calls matching `query` as a table: the call key shrunk to a unique
     /// prefix, name, module, the chosen argument columns, optionally the
     /// result, then `timestart`, `walltime` and one column per tag key. An
-    /// argument named like a metadata column is shown as `a_<name>`.
+    /// argument named like a metadata column is shown as `a_<name>`, a tag
+    /// named like a fixed column as `tag_<key>`; a value that is missing or
+    /// damaged is shown as `null`.
     ///
     /// # Errors
     ///
@@ -147,7 +163,18 @@ impl Cache {
         if options.result {
             fixed.insert("result");
         }
-        fixed.extend(tag_keys.iter().copied());
+        // A tag named like a fixed column is shown as `tag_<key>`.
+        let tag_columns: Vec<String> = tag_keys
+            .iter()
+            .map(|k| {
+                if fixed.contains(k) {
+                    format!("tag_{k}")
+                } else {
+                    (*k).to_owned()
+                }
+            })
+            .collect();
+        fixed.extend(tag_columns.iter().map(String::as_str));
 
         let mut columns: Vec<String> = vec!["call".into(), "name".into(), "module".into()];
         for arg in &options.arguments {
@@ -161,7 +188,7 @@ impl Cache {
             columns.push("result".into());
         }
         columns.extend(["timestart".into(), "walltime".into()]);
-        columns.extend(tag_keys.iter().map(|k| (*k).to_owned()));
+        columns.extend(tag_columns.iter().cloned());
 
         let mut known = Vec::new();
         for level in self.level_list() {
@@ -174,25 +201,23 @@ impl Cache {
         let mut rows = Vec::with_capacity(calls.len());
         for call in &calls {
             let key = call.digest();
-            let at = known.binary_search(&key).unwrap_or_else(|i| i);
-            let neighbours = [at.checked_sub(1), Some(at + 1)]
-                .into_iter()
-                .flatten()
-                .filter_map(|i| known.get(i));
+            let neighbours = match known.binary_search(&key) {
+                Ok(at) => [at.checked_sub(1), Some(at + 1)],
+                Err(at) => [at.checked_sub(1), Some(at)],
+            }
+            .into_iter()
+            .flatten()
+            .filter_map(|i| known.get(i));
             let mut row = vec![
                 Value::String(shortest_unique(&key, neighbours).to_string()),
                 Value::String(call.name().to_owned()),
                 Value::String(call.module().to_owned()),
             ];
             for arg in &options.arguments {
-                row.push(match call.arguments().get_value(arg).await {
-                    Ok(v) => v,
-                    Err(CacheError::NoSuchArgument(_)) => Value::Null,
-                    Err(e) => return Err(e),
-                });
+                row.push(shown(call.arguments().get_value(arg).await, &key)?);
             }
             if options.result {
-                row.push(call.result_value().await?);
+                row.push(shown(call.result_value().await, &key)?);
             }
             let runtime = call.metadata().runtime.as_ref();
             row.push(runtime.map_or(Value::Null, |r| Value::String(r.timestart.to_string())));

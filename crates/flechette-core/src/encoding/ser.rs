@@ -218,7 +218,6 @@ impl<S: Sink> ser::SerializeSeq for Seq<'_, S> {
             Mode::Unsized { items, raw: None } => items,
             Mode::Sorted(mut items) => {
                 items.sort_unstable();
-                items.dedup();
                 items
             }
         };

@@ -16,6 +16,20 @@ use crate::{CallQuery, CallRecord, Digest, DigestPrefix};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// 64 bits that differ between processes (and containers whose process ids
+/// coincide): the standard library's per-process random hash keys, mixed
+/// with the time.
+fn random_tag() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// A directory of digest-named files. Paths are built from parsed
 /// [`Digest`]s only, so no string can address a file outside the root.
 #[derive(Debug, Clone)]
@@ -59,12 +73,16 @@ impl Shards {
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         let temp = dir.join(format!(
-            ".tmp-{}-{}",
+            ".tmp-{}-{}-{:016x}",
             std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed),
+            random_tag()
         ));
         let written = (|| {
-            let mut file = fs::File::create(&temp)?;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             fs::rename(&temp, &path)
@@ -112,8 +130,12 @@ impl Shards {
     }
 
     /// Moves a damaged file aside (so the next write can replace it and
-    /// nothing is lost) and warns.
-    fn quarantine(&self, path: &Path, why: &str) {
+    /// nothing is lost) and warns; unless another writer has replaced it
+    /// since `seen` was read.
+    fn quarantine(&self, path: &Path, seen: &[u8], why: &str) {
+        if fs::read(path).is_ok_and(|now| now != seen) {
+            return;
+        }
         let mut aside = path.as_os_str().to_owned();
         aside.push(format!(".corrupt-{}", crate::Timestamp::now().0));
         match fs::rename(path, &aside) {
@@ -174,7 +196,7 @@ impl ValueStorage for FileValues {
                 return Ok(None);
             };
             if Digest::of_encoded(&bytes) != digest {
-                shards.quarantine(&path, "content does not match its digest");
+                shards.quarantine(&path, &bytes, "content does not match its digest");
                 return Ok(None);
             }
             Ok(Some(Bytes::from(bytes)))
@@ -228,11 +250,11 @@ impl FileCalls {
         match rmp_serde::from_slice::<CallRecord>(&bytes) {
             Ok(record) if record.key() == *key => Ok(Some(record)),
             Ok(_) => {
-                shards.quarantine(&path, "record does not match its key");
+                shards.quarantine(&path, &bytes, "record does not match its key");
                 Ok(None)
             }
             Err(e) => {
-                shards.quarantine(&path, &format!("record does not decode: {e}"));
+                shards.quarantine(&path, &bytes, &format!("record does not decode: {e}"));
                 Ok(None)
             }
         }

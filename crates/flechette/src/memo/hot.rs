@@ -72,6 +72,8 @@ impl Equivalent<HotKey> for HotKeyRef<'_> {
 pub(crate) struct HotEntry<T> {
     pub(crate) value: T,
     pub(crate) deadlines: Deadlines<Instant>,
+    /// The flight that put it here.
+    pub(crate) owner: u64,
 }
 
 /// The weight of a value in the tier.
@@ -131,6 +133,11 @@ impl<T: Clone> HotTier<T> {
 
     pub(crate) fn remove(&self, key: HotKeyRef<'_>) {
         self.map.remove(&key);
+    }
+
+    /// Removes the entry under `key` if the flight `owner` put it there.
+    pub(crate) fn remove_owned(&self, key: HotKeyRef<'_>, owner: u64) {
+        self.map.remove_if(&key, |entry| entry.owner == owner);
     }
 
     /// Removes the entries of these argument bytes under every cache.

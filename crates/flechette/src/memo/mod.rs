@@ -9,6 +9,7 @@ pub(crate) mod stats;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -55,13 +56,17 @@ pub(crate) struct Policy<T> {
 
 /// One computation in progress and the outcome its waiters receive.
 pub(crate) struct Flight<T, E> {
+    id: u64,
     outcome: watch::Sender<Option<Outcome<T, E>>>,
     mark: Mark,
 }
 
+static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(1);
+
 impl<T, E> Flight<T, E> {
     fn new() -> Self {
         Self {
+            id: NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed),
             outcome: watch::Sender::new(None),
             mark: Mark::default(),
         }
@@ -406,15 +411,7 @@ where
         if kind != Kind::Force
             && let Some((value, deadlines, age)) = self.stored(&cache, &call_key).await
         {
-            if !flight.mark.is_set() {
-                self.hot.insert(
-                    guard.key.clone(),
-                    HotEntry {
-                        value: value.clone(),
-                        deadlines,
-                    },
-                );
-            }
+            self.promote(&guard.key, flight, value.clone(), deadlines);
             flight.publish(Ok(value));
             if age == Age::Fresh {
                 return;
@@ -559,18 +556,13 @@ where
         record: &CallRecord,
         values: Vec<(Digest, Bytes)>,
     ) {
-        if flight.mark.is_set() {
-            return;
-        }
         let freshness = self.freshness(&value);
         let now = Instant::now();
         let deadlines = Deadlines {
-            update_at: freshness.update_after.map(|d| now + d),
-            expire_at: freshness.expire_after.map(|d| now + d),
+            update_at: freshness.update_after.and_then(|d| now.checked_add(d)),
+            expire_at: freshness.expire_after.and_then(|d| now.checked_add(d)),
         };
-        self.hot.insert(key.clone(), HotEntry { value, deadlines });
-        if flight.mark.is_set() {
-            self.hot.remove(key.into());
+        if !self.promote(key, flight, value, deadlines) {
             return;
         }
         let call_key = record.key();
@@ -586,11 +578,49 @@ where
             tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not store the result");
         }
         if flight.mark.is_set() {
-            self.hot.remove(key.into());
-            if let Err(e) = cache.evict(&call_key).await {
-                tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not evict an invalidated result");
+            // Invalidated while saving: take back this flight's own record,
+            // and nothing a later flight wrote.
+            self.hot.remove_owned(key.into(), flight.id);
+            match cache.load_record(&call_key).await {
+                Ok(Some(stored)) if stored == *record => {
+                    if let Err(e) = cache.evict(&call_key).await {
+                        tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not evict an invalidated result");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not check an invalidated result");
+                }
             }
         }
+    }
+
+    /// Puts a value in the hot tier for `flight`, unless the flight was
+    /// invalidated; an invalidation that lands meanwhile takes it back out.
+    /// Whether the value stays.
+    fn promote(
+        &self,
+        key: &HotKey,
+        flight: &Flight<T, E>,
+        value: T,
+        deadlines: Deadlines<Instant>,
+    ) -> bool {
+        if flight.mark.is_set() {
+            return false;
+        }
+        self.hot.insert(
+            key.clone(),
+            HotEntry {
+                value,
+                deadlines,
+                owner: flight.id,
+            },
+        );
+        if flight.mark.is_set() {
+            self.hot.remove_owned(key.into(), flight.id);
+            return false;
+        }
+        true
     }
 
     /// Drops the entry of `args` from the hot tier (under every cache), the
@@ -598,10 +628,13 @@ where
     pub(crate) async fn invalidate(&self, args: &A) -> Result<bool, CacheError> {
         let mut bytes = ArgBytes::new();
         encoding::write_to(args, &mut Buf(&mut bytes))?;
+        let call_key = self.key_of(&args.digests()?);
+        // Storage first: a flight that starts after this finds nothing old
+        // to promote; flights already running are marked below.
+        let evicted = self.cache().evict(&call_key).await;
         lock(&self.flights).invalidate_where(|k| *k.args == *bytes);
         self.hot.remove_args(&bytes);
-        let call_key = self.key_of(&args.digests()?);
-        self.cache().evict(&call_key).await
+        evicted
     }
 
     /// Drops every entry of this function from the hot tier, the flights
@@ -611,18 +644,26 @@ where
         &self,
         query: flechette_core::CallQuery,
     ) -> Result<usize, CacheError> {
-        lock(&self.flights).invalidate_all();
-        self.hot.clear();
         let cache = self.cache();
         let mut evicted = 0;
+        let mut outcome = Ok(());
         for call in cache.query(&query).await? {
             // An unversioned function's query matches every version.
             if call.record().version != self.ident.version {
                 continue;
             }
-            evicted += usize::from(cache.evict(&call.digest()).await?);
+            match cache.evict(&call.digest()).await {
+                Ok(removed) => evicted += usize::from(removed),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
         }
-        Ok(evicted)
+        // Whatever storage did, the process forgets.
+        lock(&self.flights).invalidate_all();
+        self.hot.clear();
+        outcome.map(|()| evicted)
     }
 }
 
@@ -639,13 +680,14 @@ pub(crate) fn lifespan_now() -> Timestamp {
 /// Converts absolute lifespan deadlines into instants of the runtime clock.
 fn to_instants(lifespan: &Lifespan) -> Deadlines<Instant> {
     let (now_wall, now) = (lifespan_now(), Instant::now());
+    // A deadline too far to represent is no deadline.
     let at = |t: Timestamp| {
         let ahead = u64::try_from(t.0.saturating_sub(now_wall.0)).unwrap_or(0);
-        now + Duration::from_micros(ahead)
+        now.checked_add(Duration::from_micros(ahead))
     };
     Deadlines {
-        update_at: lifespan.update_after.map(at),
-        expire_at: lifespan.expire_after.map(at),
+        update_at: lifespan.update_after.and_then(at),
+        expire_at: lifespan.expire_after.and_then(at),
     }
 }
 
