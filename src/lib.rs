@@ -25,3 +25,7 @@ pub struct QueryDoctests;
 #[doc = include_str!("../docs/memoize.md")]
 #[cfg(doctest)]
 pub struct MemoizeDoctests;
+
+#[doc = include_str!("../docs/concurrency.md")]
+#[cfg(doctest)]
+pub struct ConcurrencyDoctests;

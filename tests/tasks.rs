@@ -321,3 +321,37 @@ async fn a_cached_join_set_keeps_hits_out_of_the_runtime() {
     .await;
     assert_eq!(runs.load(Ordering::SeqCst), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_function_runs_inside_the_callers_scopes() {
+    let f = CachedFn::builder("blocking_scope")
+        .build_blocking(|(): ()| (cache().id(), current_tags().get("who").cloned()));
+    let mine = Cache::memory();
+    let seen = with_cache(mine.clone(), tags([("who", "caller")]).scope(f.call(())))
+        .await
+        .unwrap();
+    assert_eq!(seen, (mine.id(), Some("caller".to_owned())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_through_task_over_the_timeout_is_aborted() {
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = finished.clone();
+    let f = CachedFn::builder("slow_task")
+        .cache(Cache::memory())
+        .timeout(Duration::from_secs(1))
+        .build_spawning(move |(): ()| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                done.store(true, Ordering::SeqCst);
+                1u8
+            })
+        });
+    assert!(matches!(f.spawn(()).await, Err(CallError::Timeout(_))));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "the task was aborted with the computation"
+    );
+}

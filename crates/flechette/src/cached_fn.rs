@@ -20,6 +20,27 @@ use crate::memo::{Func, Ident, LifespanFn, Memo, Placement, Policy, Step, Stored
 use crate::scope;
 use crate::task::{Bound, TaskHandle, bind};
 
+/// A task handle that aborts its task when dropped unfinished: a
+/// pass-through computation cancelled by the timeout stops its task too.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The in-process tier holds this many entries unless told otherwise.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
 
@@ -247,7 +268,9 @@ where
         self.finish(Some(Box::new(move |args| {
             let f = Arc::clone(&f);
             Box::pin(async move {
-                match tokio::task::spawn_blocking(move || f(args)).await {
+                // Bound, so cached calls made inside see the caller's scopes.
+                let work = crate::task::bind_blocking(move || f(args));
+                match tokio::task::spawn_blocking(work).await {
                     Ok(value) => Ok(value),
                     // Re-raise inside the computation: callers see `Panicked`.
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -259,7 +282,8 @@ where
     /// A cached function whose body spawns its work and returns the task's
     /// `JoinHandle` (the pass-through pattern). The result is cached when
     /// the task completes, even if nobody waits for it; a task that panics
-    /// or is cancelled caches nothing. Start calls with
+    /// or is cancelled caches nothing, and a task that outlives the
+    /// function's timeout is aborted. Start calls with
     /// [`CachedFn::spawn`] to get a [`TaskHandle`](crate::TaskHandle) at
     /// once, complete on a hit.
     ///
@@ -270,10 +294,7 @@ where
     where
         F: Fn(A) -> tokio::task::JoinHandle<T> + Send + Sync + 'static,
     {
-        self.finish(Some(Box::new(move |args| {
-            let handle = f(args);
-            Box::pin(handle)
-        })))
+        self.finish(Some(Box::new(move |args| Box::pin(AbortOnDrop(f(args))))))
     }
 
     /// A cached function with no body of its own: every call brings one
