@@ -6,7 +6,10 @@
 //! times (median of rounds) and `ratio wrapped_hits/plain_spawn = X.XX`.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+#[path = "../crates/flechette-core/benches/support/mod.rs"]
+mod support;
+
+use std::time::Instant;
 
 use flechette::{Cache, CachedFn, Executor};
 
@@ -17,22 +20,13 @@ fn work(x: u64) -> u64 {
     x.wrapping_mul(2_654_435_761) >> 7
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     let rounds = if std::env::args().any(|a| a == "--bench") {
         11
     } else {
         1
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::two_workers();
     let f = CachedFn::builder("executor_bench")
         .args(["x"])
         .cache(Cache::memory())
@@ -66,7 +60,7 @@ fn main() {
         .await
         .unwrap()
     });
-    let (wrapped, plain) = (median(wrapped), median(plain));
+    let (wrapped, plain) = (support::median(wrapped), support::median(plain));
     println!("{CALLS} calls on {KEYS} warm keys, median of {rounds} rounds");
     println!("executor wrapper (hits): {wrapped:?}");
     println!("plain tokio::spawn:      {plain:?}");

@@ -37,14 +37,6 @@ fn current_thread() -> Runtime {
         .unwrap()
 }
 
-fn two_workers() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn flechette_fn() -> CachedFn<(u64,), String> {
     CachedFn::builder("hit_path")
         .args(["k"])
@@ -140,7 +132,7 @@ async fn spread(me: usize, tags: &[AtomicU64; 2]) {
 }
 
 fn two_tasks(c: &mut Criterion) {
-    let rt = two_workers();
+    let rt = support::two_workers();
     let f = Arc::new(flechette_fn());
     // Warm the key from a worker, as a service's first request would.
     let warm = Arc::clone(&f);

@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "../crates/flechette-core/benches/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use flechette::{Cache, CachedFn};
@@ -63,11 +66,6 @@ async fn moka_round() -> (Duration, usize) {
     (start.elapsed(), runs.load(Ordering::SeqCst))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     // `cargo test --benches` runs this with `--bench` absent: keep it short.
     let rounds = if std::env::args().any(|a| a == "--bench") {
@@ -75,11 +73,7 @@ fn main() {
     } else {
         1
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::two_workers();
     let (mut fl, mut mo) = (Vec::new(), Vec::new());
     let (mut fl_runs, mut mo_runs) = (0, 0);
     rt.block_on(async {
@@ -92,7 +86,7 @@ fn main() {
             mo_runs = mo_runs.max(runs);
         }
     });
-    let (fl, mo) = (median(fl), median(mo));
+    let (fl, mo) = (support::median(fl), support::median(mo));
     println!(
         "stampede of {TASKS} tasks on one cold key, loader {LOAD:?}, median of {rounds} rounds"
     );

@@ -35,3 +35,18 @@ pub(crate) fn print_ratio(label: &str, group: &str, numerator: &str, denominator
         _ => println!("ratio {label} = unavailable (run the whole group)"),
     }
 }
+
+/// The median of some wall times.
+pub(crate) fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// A runtime with two workers, like the machine's two cores.
+pub(crate) fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
