@@ -16,7 +16,8 @@ fn example(name: &str) -> PathBuf {
     profile_dir.join("examples").join(name)
 }
 
-fn run(name: &str, args: &[&str]) -> Vec<(String, usize)> {
+/// What the example printed; fails the test if it failed.
+fn output(name: &str, args: &[&str]) -> String {
     let out = Command::new(example(name))
         .args(args)
         .output()
@@ -26,8 +27,11 @@ fn run(name: &str, args: &[&str]) -> Vec<(String, usize)> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+fn run(name: &str, args: &[&str]) -> Vec<(String, usize)> {
+    output(name, args)
         .lines()
         .map(|line| {
             let (label, n) = line.rsplit_once(": ").expect("`label: number` lines");
@@ -94,15 +98,7 @@ fn processes_share_one_file_cache() {
 
 #[test]
 fn concurrency_shows_what_each_section_claims() {
-    let out = Command::new(example("concurrency"))
-        .output()
-        .expect("the example runs (cargo test builds it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = output("concurrency", &[]);
     for line in [
         "results: [1, 3, 5, 7]",
         "in my_cache: true",

@@ -266,25 +266,32 @@ fn spawn_options_reach_the_executor_and_never_the_function() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_functions_are_cached_and_collapse() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let r = runs.clone();
+    // The computation waits at a gate, opened once every caller is waiting.
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let (r, g) = (runs.clone(), gate.clone());
     let f = CachedFn::builder("cpu_bound")
         .args(["n"])
         .cache(Cache::memory())
         .build_blocking(move |(n,): (u64,)| {
             r.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(50));
+            let (open, ready) = &*g;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = ready.wait(open).unwrap();
+            }
             (1..=n).product::<u64>()
         });
-    let barrier = Arc::new(tokio::sync::Barrier::new(20));
     let calls: Vec<_> = (0..20)
         .map(|_| {
-            let (f, b) = (f.clone(), barrier.clone());
-            tokio::spawn(async move {
-                b.wait().await;
-                f.call((10,)).await.unwrap()
-            })
+            let f = f.clone();
+            tokio::spawn(async move { f.call((10,)).await.unwrap() })
         })
         .collect();
+    while f.stats().collapsed < 19 {
+        tokio::task::yield_now().await;
+    }
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
     for c in calls {
         assert_eq!(c.await.unwrap(), 3_628_800);
     }
