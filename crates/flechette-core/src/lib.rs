@@ -13,6 +13,8 @@
 //! and adds cached functions and scopes.
 
 mod cache;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod digest;
 pub mod encoding;
 mod error;

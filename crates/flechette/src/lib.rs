@@ -46,6 +46,9 @@ pub use error::{CallError, Failure};
 pub use flechette_core::*;
 #[cfg(feature = "macros")]
 pub use flechette_macros::cached;
+/// SQLite storage (feature `sqlite`).
+#[cfg(feature = "sqlite")]
+pub use flechette_sqlite as sqlite;
 pub use memo::policy::Freshness;
 pub use memo::stats::Stats;
 pub use scope::{

@@ -1,0 +1,342 @@
+//! SQLite storage for flechette: values and call records in one file.
+//!
+//! * Tables `vals` (digest → bytes), `calls` (key, name, module, version,
+//!   result, the encoded record), and the indexes `arguments` (name and
+//!   digest of every argument), `tags` (key and value of every tag) and
+//!   `metadata` (every metadata entry present, with its JSON value).
+//! * Digests are stored as lowercase hex, so a short digest is an indexed
+//!   range (`digest >= 'ab12' AND digest < 'ab12g'`).
+//! * [`CallQuery`] filters become SQL over those indexes: a query by tag
+//!   value over 100,000 calls reads the matching rows only.
+//! * WAL journal, a busy timeout and one transaction per write, so several
+//!   processes may share a file. Blocking SQLite work runs on tokio's
+//!   blocking pool, never on the async workers.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use flechette_core::Cache;
+//! let dir = tempfile::tempdir()?;
+//! let cache: Cache = flechette_sqlite::open(dir.path().join("cache.sqlite"))?;
+//! let d = cache.save_value(&"hello").await?;
+//! assert_eq!(cache.load_value::<String>(&d).await?, "hello");
+//! # Ok(()) }
+//! ```
+
+mod query;
+mod schema;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use flechette_core::storage::{
+    CallStorage, StorageError, ValueStorage, decode_record, encode_record,
+};
+use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// One connection to a SQLite cache file, shared by its value and call
+/// storage. Cheap to clone.
+#[derive(Clone)]
+pub struct Sqlite {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Sqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sqlite").finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+    StorageError::Backend(Box::new(e))
+}
+
+/// A cache over the SQLite file at `path` (created if needed).
+///
+/// # Errors
+///
+/// Fails when the file cannot be opened or its schema created.
+pub fn open(path: impl AsRef<Path>) -> Result<Cache, StorageError> {
+    let db = Sqlite::open(path)?;
+    Ok(Cache::new(db.values(), db.calls()))
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the SQLite file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the file cannot be opened or its schema created.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let conn = Connection::open(path.as_ref()).map_err(backend)?;
+        schema::prepare(&conn).map_err(backend)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// An in-memory database (for tests).
+    ///
+    /// # Errors
+    ///
+    /// Fails when SQLite cannot create it.
+    pub fn memory() -> Result<Self, StorageError> {
+        let conn = Connection::open_in_memory().map_err(backend)?;
+        schema::prepare(&conn).map_err(backend)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The value storage of this file.
+    pub fn values(&self) -> SqliteValues {
+        SqliteValues { db: self.clone() }
+    }
+
+    /// The call storage of this file.
+    pub fn calls(&self) -> SqliteCalls {
+        SqliteCalls { db: self.clone() }
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
+    }
+
+    /// Stores many records in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a record cannot be encoded or SQLite fails; nothing of
+    /// the batch is stored then.
+    pub async fn put_calls(&self, records: Vec<CallRecord>) -> Result<(), StorageError> {
+        let encoded = records
+            .iter()
+            .map(|r| Ok((r.key(), encode_record(r)?)))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            for (record, (key, bytes)) in records.iter().zip(&encoded) {
+                schema::put_call(&tx, key, record, bytes)?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// SQLite's plan for `query` (`EXPLAIN QUERY PLAN`), one step a line:
+    /// how a query is pushed down.
+    ///
+    /// # Errors
+    ///
+    /// Fails when SQLite fails.
+    pub async fn explain(&self, query: &CallQuery) -> Result<String, StorageError> {
+        let (sql, args) = query::to_sql(query);
+        self.run(move |conn| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |row| {
+                row.get::<_, String>(3)
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
+        })
+        .await
+    }
+}
+
+/// Values in a SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteValues {
+    db: Sqlite,
+}
+
+/// Call records in a SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteCalls {
+    db: Sqlite,
+}
+
+fn prefix_range(prefix: Option<&DigestPrefix>) -> (String, String) {
+    match prefix {
+        Some(p) => (p.as_str().to_owned(), format!("{}g", p.as_str())),
+        None => (String::new(), "g".to_owned()),
+    }
+}
+
+fn parse_digests(hexes: Vec<String>) -> Vec<Digest> {
+    hexes.into_iter().filter_map(|h| h.parse().ok()).collect()
+}
+
+#[async_trait]
+impl ValueStorage for SqliteValues {
+    async fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
+        let (d, hex) = (*digest, digest.to_hex());
+        let bytes: Option<Vec<u8>> = self
+            .db
+            .run(move |conn| {
+                conn.query_row("SELECT bytes FROM vals WHERE digest = ?1", [hex], |r| {
+                    r.get(0)
+                })
+                .optional()
+            })
+            .await?;
+        Ok(bytes.and_then(|b| {
+            if Digest::of_encoded(&b) == d {
+                Some(Bytes::from(b))
+            } else {
+                tracing::warn!(digest = %d, "sqlite: a value does not match its digest; read as a miss");
+                None
+            }
+        }))
+    }
+
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
+        let hex = digest.to_hex();
+        self.db
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO vals (digest, bytes) VALUES (?1, ?2)",
+                    params![hex, bytes.as_ref()],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let hex = digest.to_hex();
+        self.db
+            .run(move |conn| {
+                conn.query_row("SELECT 1 FROM vals WHERE digest = ?1", [hex], |_| Ok(()))
+                    .optional()
+                    .map(|r| r.is_some())
+            })
+            .await
+    }
+
+    async fn remove(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let hex = digest.to_hex();
+        self.db
+            .run(move |conn| {
+                conn.execute("DELETE FROM vals WHERE digest = ?1", [hex])
+                    .map(|n| n > 0)
+            })
+            .await
+    }
+
+    async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {
+        let (lo, hi) = prefix_range(prefix);
+        let hexes = self
+            .db
+            .run(move |conn| {
+                let mut stmt =
+                    conn.prepare("SELECT digest FROM vals WHERE digest >= ?1 AND digest < ?2")?;
+                let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
+                rows.collect()
+            })
+            .await?;
+        Ok(parse_digests(hexes))
+    }
+}
+
+/// Decodes a stored record, or warns and skips it when it is damaged.
+fn decoded(key: &str, bytes: &[u8]) -> Option<(Digest, CallRecord)> {
+    let key: Digest = key.parse().ok()?;
+    match decode_record(bytes) {
+        Ok(record) if record.key() == key => Some((key, record)),
+        Ok(_) => {
+            tracing::warn!(%key, "sqlite: a record does not match its key; read as a miss");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%key, error = %e, "sqlite: a record does not decode; read as a miss");
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl CallStorage for SqliteCalls {
+    async fn get(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
+        let hex = key.to_hex();
+        let row: Option<(String, Vec<u8>)> = self
+            .db
+            .run(move |conn| {
+                conn.query_row("SELECT key, record FROM calls WHERE key = ?1", [hex], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .await?;
+        Ok(row.and_then(|(k, b)| decoded(&k, &b)).map(|(_, r)| r))
+    }
+
+    async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError> {
+        let bytes = encode_record(record)?;
+        let (key, record) = (*key, record.clone());
+        self.db
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                schema::put_call(&tx, &key, &record, &bytes)?;
+                tx.commit()
+            })
+            .await
+    }
+
+    async fn remove(&self, key: &Digest) -> Result<bool, StorageError> {
+        let hex = key.to_hex();
+        self.db
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                let removed = schema::remove_call(&tx, &hex)?;
+                tx.commit()?;
+                Ok(removed)
+            })
+            .await
+    }
+
+    async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {
+        let (lo, hi) = prefix_range(prefix);
+        let hexes = self
+            .db
+            .run(move |conn| {
+                let mut stmt =
+                    conn.prepare("SELECT key FROM calls WHERE key >= ?1 AND key < ?2")?;
+                let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
+                rows.collect()
+            })
+            .await?;
+        Ok(parse_digests(hexes))
+    }
+
+    async fn query(&self, query: &CallQuery) -> Result<Vec<(Digest, CallRecord)>, StorageError> {
+        let (sql, args) = query::to_sql(query);
+        let rows: Vec<(String, Vec<u8>)> = self
+            .db
+            .run(move |conn| {
+                let mut stmt = conn.prepare(&sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+                rows.collect()
+            })
+            .await?;
+        // The SQL narrows by index; the full filter has the last word.
+        Ok(rows
+            .iter()
+            .filter_map(|(k, b)| decoded(k, b))
+            .filter(|(_, r)| query.matches(r))
+            .collect())
+    }
+}
