@@ -56,7 +56,12 @@ pub(crate) fn to_sql(query: &CallQuery) -> (String, Vec<String>) {
         );
     }
     for entry in &query.has_metadata {
-        sql.and("key IN (SELECT key FROM metadata WHERE entry = ?)", [entry]);
+        match entry.as_str() {
+            "runtime" => sql.and("has_runtime = 1", []),
+            "lifespan" => sql.and("has_lifespan = 1", []),
+            "tags" => sql.and("key IN (SELECT key FROM tags)", []),
+            _ => sql.and("key IN (SELECT key FROM metadata WHERE entry = ?)", [entry]),
+        }
     }
     for (entry, value) in &query.metadata {
         sql.and(

@@ -8,6 +8,8 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // 64 MiB of page cache: large batches stay in memory until commit.
+    conn.pragma_update(None, "cache_size", -65_536)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS vals (
             digest TEXT PRIMARY KEY,
@@ -19,6 +21,8 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             module TEXT NOT NULL,
             version TEXT,
             result TEXT NOT NULL,
+            has_runtime INTEGER NOT NULL,
+            has_lifespan INTEGER NOT NULL,
             record BLOB NOT NULL
          ) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS calls_by_name ON calls (name, module);
@@ -48,7 +52,7 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Replaces the call under `key` and its index rows.
+/// Stores the call under `key` with its index rows, replacing an older one.
 pub(crate) fn put_call(
     tx: &Transaction<'_>,
     key: &Digest,
@@ -56,51 +60,56 @@ pub(crate) fn put_call(
     bytes: &[u8],
 ) -> rusqlite::Result<()> {
     let key = key.to_hex();
-    remove_call(tx, &key)?;
-    tx.execute(
-        "INSERT INTO calls (key, name, module, version, result, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![key, record.name, record.module, record.version, record.result.to_hex(), bytes],
-    )?;
-    let mut arg = tx.prepare_cached(
-        "INSERT OR REPLACE INTO arguments (key, name, digest) VALUES (?1, ?2, ?3)",
-    )?;
+    let insert =
+        "INSERT INTO calls (key, name, module, version, result, has_runtime, has_lifespan, record)
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key) DO NOTHING";
+    let result = record.result.to_hex();
+    let meta = &record.metadata;
+    let row = params![
+        key,
+        record.name,
+        record.module,
+        record.version,
+        result,
+        meta.runtime.is_some(),
+        meta.lifespan.is_some(),
+        bytes
+    ];
+    if tx.prepare_cached(insert)?.execute(row)? == 0 {
+        // A record was there: replace it and its index rows.
+        remove_call(tx, &key)?;
+        tx.prepare_cached(insert)?.execute(row)?;
+    }
+    let mut arg =
+        tx.prepare_cached("INSERT INTO arguments (key, name, digest) VALUES (?1, ?2, ?3)")?;
     for (name, digest) in &record.arguments {
         arg.execute(params![key, name, digest.to_hex()])?;
     }
     let mut tag = tx.prepare_cached("INSERT INTO tags (key, tag, value) VALUES (?1, ?2, ?3)")?;
-    for (k, v) in &record.metadata.tags {
+    for (k, v) in &meta.tags {
         tag.execute(params![key, k, v])?;
     }
-    let mut meta =
+    // Runtime and lifespan are columns, tags their own table: the metadata
+    // table holds the open map, as JSON text (keys sorted).
+    let mut entry =
         tx.prepare_cached("INSERT INTO metadata (key, entry, value) VALUES (?1, ?2, ?3)")?;
-    let meta_data = &record.metadata;
-    if let Some(r) = &meta_data.runtime {
-        meta.execute(params![key, "runtime", json(r)])?;
-    }
-    if let Some(l) = &meta_data.lifespan {
-        meta.execute(params![key, "lifespan", json(l)])?;
-    }
-    if !meta_data.tags.is_empty() {
-        meta.execute(params![key, "tags", json(&meta_data.tags)])?;
-    }
-    for (k, v) in &meta_data.extra {
-        meta.execute(params![key, k, json(v)])?;
+    for (k, v) in &meta.extra {
+        entry.execute(params![key, k, v.to_string()])?;
     }
     Ok(())
 }
 
 /// Removes the call under `key` (hex) and its index rows; whether it was there.
 pub(crate) fn remove_call(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<bool> {
-    for table in ["arguments", "tags", "metadata"] {
-        tx.execute(&format!("DELETE FROM {table} WHERE key = ?1"), [key])?;
+    for delete in [
+        "DELETE FROM arguments WHERE key = ?1",
+        "DELETE FROM tags WHERE key = ?1",
+        "DELETE FROM metadata WHERE key = ?1",
+    ] {
+        tx.prepare_cached(delete)?.execute([key])?;
     }
-    Ok(tx.execute("DELETE FROM calls WHERE key = ?1", [key])? > 0)
-}
-
-/// JSON text of a metadata entry (map keys sorted, so equal values give
-/// equal text).
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .map(|v| v.to_string())
-        .unwrap_or_default()
+    Ok(tx
+        .prepare_cached("DELETE FROM calls WHERE key = ?1")?
+        .execute([key])?
+        > 0)
 }
