@@ -28,6 +28,7 @@
 mod args;
 mod cached_fn;
 mod call;
+pub mod config;
 mod error;
 mod memo;
 mod scope;
@@ -42,6 +43,7 @@ mod private;
 pub use args::{Arg, ArgRefs, Args};
 pub use cached_fn::{CachedFn, CachedFnBuilder, DEFAULT_CAPACITY};
 pub use call::CallFuture;
+pub use config::{Config, ConfigError, configure};
 pub use error::{CallError, Failure};
 pub use flechette_core::*;
 #[cfg(feature = "macros")]
