@@ -3,7 +3,6 @@
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::value::to_json;
 use crate::{Cache, CacheError, CallRecord, Digest, Metadata, encoding};
 
 /// A call whose record is loaded and whose values are read and decoded only
@@ -92,11 +91,7 @@ impl LazyCall {
 }
 
 async fn value_json(cache: &Cache, digest: &Digest) -> Result<serde_json::Value, CacheError> {
-    let bytes = cache
-        .load_encoded(digest)
-        .await?
-        .ok_or(CacheError::MissingValue(*digest))?;
-    Ok(to_json(&encoding::from_slice::<rmpv::Value>(&bytes)?))
+    cache.load_json(digest).await
 }
 
 /// The arguments of a [`LazyCall`]; each is read when asked for.

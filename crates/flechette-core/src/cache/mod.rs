@@ -55,6 +55,15 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// How far a [`Cache::gc_with`] has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcProgress {
+    /// What it did so far.
+    pub report: GcReport,
+    /// How many values it examines in all.
+    pub total: usize,
+}
+
 /// What [`Cache::gc`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -172,6 +181,38 @@ impl Cache {
             }
         }
         Ok(None)
+    }
+
+    /// Every value digest in any level, once each.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage listing fails.
+    pub async fn value_digests(&self) -> Result<Vec<Digest>, CacheError> {
+        let mut all = Vec::new();
+        for level in &self.inner.levels {
+            all.extend(level.values.list(None).await?);
+        }
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
+
+    /// Loads value `digest` untyped, as JSON, for browsing (see
+    /// [`to_json`](crate::to_json)).
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::MissingValue`] when no level has it; a decode error
+    /// when the bytes are not MessagePack.
+    pub async fn load_json(&self, digest: &Digest) -> Result<serde_json::Value, CacheError> {
+        let bytes = self
+            .load_encoded(digest)
+            .await?
+            .ok_or(CacheError::MissingValue(*digest))?;
+        Ok(crate::to_json(&encoding::from_slice::<rmpv::Value>(
+            &bytes,
+        )?))
     }
 
     /// Loads and decodes value `digest`.
@@ -377,18 +418,38 @@ impl Cache {
     ///
     /// Fails when a storage operation fails.
     pub async fn gc(&self) -> Result<GcReport, CacheError> {
+        self.gc_with(|_| {}).await
+    }
+
+    /// [`gc`](Self::gc), reporting progress: `progress(report)` after each
+    /// value is examined, with the running counts and `total` (values to
+    /// examine in all levels) in the second argument.
+    ///
+    /// # Errors
+    ///
+    /// As [`gc`](Self::gc).
+    pub async fn gc_with(
+        &self,
+        mut progress: impl FnMut(GcProgress),
+    ) -> Result<GcReport, CacheError> {
         let mut report = GcReport::default();
+        let mut sweeps = Vec::new();
         for level in &self.inner.levels {
             let mut marked = std::collections::HashSet::new();
             for (_, record) in level.calls.query(&CallQuery::new()).await? {
                 marked.extend(record.value_digests().copied());
             }
-            for digest in level.values.list(None).await? {
+            sweeps.push((level, marked, level.values.list(None).await?));
+        }
+        let total = sweeps.iter().map(|(_, _, values)| values.len()).sum();
+        for (level, marked, values) in sweeps {
+            for digest in values {
                 if marked.contains(&digest) {
                     report.kept += 1;
                 } else if level.values.remove(&digest).await? {
                     report.removed += 1;
                 }
+                progress(GcProgress { report, total });
             }
         }
         Ok(report)

@@ -1,0 +1,46 @@
+//! Which cache a command works on.
+
+use flechette::Cache;
+use flechette::config::Config;
+
+/// The cache named by `--cache URL`, `--name NAME`, or the configuration's
+/// default. Errors are one line.
+pub(crate) fn cache(url: Option<&str>, name: Option<&str>) -> Result<Cache, String> {
+    if let Some(url) = url {
+        return from_url(url);
+    }
+    let config = Config::discover()
+        .map_err(|e| e.to_string())?
+        .ok_or("no cache given: use --cache URL, or write a flechette.toml")?;
+    match name {
+        Some(name) => config.cache(name),
+        None => config.default_cache(),
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn from_url(url: &str) -> Result<Cache, String> {
+    let (scheme, rest) = url.split_once(':').ok_or_else(|| {
+        format!("{url:?} is not a cache URL: use memory:, file:DIR or sqlite:PATH")
+    })?;
+    match scheme {
+        "memory" => Ok(Cache::memory()),
+        "file" if !rest.is_empty() => {
+            let dir = std::path::Path::new(rest);
+            if !dir.is_dir() {
+                return Err(format!("{rest:?} is not a directory"));
+            }
+            Cache::open(dir).map_err(|e| e.to_string())
+        }
+        "sqlite" if !rest.is_empty() => {
+            if !std::path::Path::new(rest).is_file() {
+                return Err(format!("{rest:?} is not a SQLite cache file"));
+            }
+            flechette::sqlite::open(rest).map_err(|e| e.to_string())
+        }
+        "redis" | "rediss" => Err("redis caches are not supported by this build yet".into()),
+        _ => Err(format!(
+            "{url:?} is not a cache URL: use memory:, file:DIR or sqlite:PATH"
+        )),
+    }
+}

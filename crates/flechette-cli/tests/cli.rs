@@ -1,0 +1,163 @@
+//! The flechette command against a populated SQLite cache.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flechette::{CachedFn, tags};
+
+/// A SQLite cache with `square(x)` for x in 1..=3 (tagged project=p1 for
+/// x = 1) and `label(x)` for x in 1..=2.
+async fn populate(dir: &Path) -> PathBuf {
+    let path = dir.join("cache.sqlite");
+    let cache = flechette::sqlite::open(&path).unwrap();
+    let square = CachedFn::builder("square")
+        .module("cli_tests")
+        .args(["x"])
+        .cache(cache.clone())
+        .build(|(x,): (u64,)| async move { x * x });
+    let label = CachedFn::builder("label")
+        .module("cli_tests")
+        .args(["x"])
+        .cache(cache.clone())
+        .build(|(x,): (u64,)| async move { format!("item-{x}") });
+    tags([("project", "p1")])
+        .scope(square.call((1,)))
+        .await
+        .unwrap();
+    for x in 2..=3 {
+        square.call((x,)).await.unwrap();
+    }
+    for x in 1..=2 {
+        label.call((x,)).await.unwrap();
+    }
+    cache.save_value(&"orphan").await.unwrap();
+    path
+}
+
+fn flechette(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flechette"))
+        .arg("--cache")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(db: &Path, args: &[&str]) -> String {
+    let out = flechette(db, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(db: &Path, args: &[&str]) -> String {
+    let out = flechette(db, args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !err.contains("panicked"),
+        "no panic reaches the user: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    assert!(err.starts_with("flechette: error: "), "{err}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ls_query_and_table_filter_and_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = populate(dir.path()).await;
+    let all = ok(&db, &["ls"]);
+    assert_eq!(all.matches("square").count(), 3, "{all}");
+    assert_eq!(all.matches("label").count(), 2, "{all}");
+    let one = ok(&db, &["query", "--fn", "square", "--arg", "x=2"]);
+    assert_eq!(one.matches("square").count(), 1, "{one}");
+    let tagged = ok(&db, &["query", "--tag", "project=p1"]);
+    assert_eq!(tagged.matches("square").count(), 1, "{tagged}");
+    assert!(ok(&db, &["query", "--tag", "project"]).contains("p1"));
+    assert_eq!(ok(&db, &["query", "--fn", "nothing"]).trim(), "no calls");
+
+    let csv = ok(
+        &db,
+        &[
+            "table", "--fn", "square", "--args", "x", "--result", "--format", "csv",
+        ],
+    );
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "call,name,module,x,result,timestart,walltime,project"
+    );
+    assert_eq!(lines.count(), 3);
+    let json: serde_json::Value = serde_json::from_str(&ok(
+        &db,
+        &[
+            "table", "--fn", "label", "--args", "x", "--result", "--format", "json",
+        ],
+    ))
+    .unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().any(|r| r["result"] == "item-2" && r["x"] == 2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_expand_rm_gc_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = populate(dir.path()).await;
+    let csv = ok(
+        &db,
+        &["table", "--fn", "square", "--args", "x", "--format", "csv"],
+    );
+    let row = csv.lines().find(|l| l.contains(",3,")).unwrap();
+    let prefix = row.split(',').next().unwrap().to_owned();
+
+    let full = ok(&db, &["expand", &prefix]);
+    assert_eq!(full.trim().len(), 64);
+    let shown: serde_json::Value = serde_json::from_str(&ok(&db, &["show", &prefix])).unwrap();
+    assert_eq!(shown["name"], "square");
+    assert_eq!(shown["arguments"]["x"], 3);
+    assert_eq!(shown["result"], 9);
+    assert!(shown["metadata"]["runtime"]["walltime"].is_number());
+
+    let stats = ok(&db, &["stats"]);
+    assert!(stats.contains("calls: 5"), "{stats}");
+    assert!(stats.contains("calls of cli_tests::square: 3"), "{stats}");
+
+    assert!(ok(&db, &["rm", &prefix]).starts_with("removed "));
+    let err = fails(&db, &["show", &prefix]);
+    assert!(err.contains("no value or call"), "{err}");
+    assert_eq!(
+        ok(&db, &["rm", "--function", "label"]).trim(),
+        "removed 2 calls of label"
+    );
+    let gc = ok(&db, &["gc"]);
+    assert!(gc.starts_with("kept "), "{gc}");
+    assert!(
+        !gc.contains("removed 0"),
+        "the orphan and the removed calls' values go: {gc}"
+    );
+    assert!(ok(&db, &["stats"]).contains("calls: 2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = populate(dir.path()).await;
+    assert!(fails(&db, &["expand", "abc"]).contains("too short"));
+    assert!(fails(&db, &["expand", "zzzz"]).contains("not hex"));
+    assert!(fails(&db, &["expand", "0000000000"]).contains("no value or call"));
+    assert!(fails(&db, &["query", "--arg", "x"]).contains("name=JSON"));
+    assert!(fails(&db, &["query", "--arg", "x=ada"]).contains("not JSON"));
+    let missing = dir.path().join("absent.sqlite");
+    assert!(fails(&missing, &["ls"]).contains("not a SQLite cache file"));
+    let out = Command::new(env!("CARGO_BIN_EXE_flechette"))
+        .args(["--cache", "ftp://x", "ls"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a cache URL"));
+}
