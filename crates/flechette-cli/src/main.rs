@@ -1,6 +1,7 @@
 //! `flechette`: browse, query and collect a flechette cache.
 //!
-//! The cache is `--cache URL` (`memory:`, `file:DIR`, `sqlite:PATH`), or a
+//! The cache is `--cache URL` (`memory:`, `file:DIR`, `sqlite:PATH`,
+//! `redis://HOST:PORT/`), or a
 //! cache named in flechette.toml (`--name NAME`, default: the file's
 //! default cache).
 
@@ -15,7 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "flechette", version, about)]
 struct Cli {
-    /// The cache: memory:, file:DIR or sqlite:PATH.
+    /// The cache: memory:, file:DIR, sqlite:PATH or redis://HOST:PORT/
+    /// (keys under the prefix "flechette").
     #[arg(long, global = true, conflicts_with = "name")]
     cache: Option<String>,
     /// A cache named in flechette.toml (found in this directory or its

@@ -38,9 +38,9 @@ fn from_url(url: &str) -> Result<Cache, String> {
             }
             flechette::sqlite::open(rest).map_err(|e| e.to_string())
         }
-        "redis" | "rediss" => Err("redis caches are not supported by this build yet".into()),
+        "redis" | "rediss" => flechette::redis::open(url, "flechette").map_err(|e| e.to_string()),
         _ => Err(format!(
-            "{url:?} is not a cache URL: use memory:, file:DIR or sqlite:PATH"
+            "{url:?} is not a cache URL: use memory:, file:DIR, sqlite:PATH or redis://HOST:PORT/"
         )),
     }
 }

@@ -14,6 +14,11 @@
 //! kind = "sqlite"          # needs the `sqlite` feature
 //! path = "cache.sqlite"
 //!
+//! [caches.shared]
+//! kind = "redis"           # needs the `redis` feature
+//! url = "redis://127.0.0.1:6379/"
+//! prefix = "myapp"         # default "flechette"
+//!
 //! [caches.tiered]
 //! kind = "stack"
 //! levels = ["local", "disk"]
@@ -373,8 +378,13 @@ impl Config {
             Kind::Sqlite(path) => Err(invalid(format!(
                 "sqlite cache at {path:?} needs flechette's `sqlite` feature, which this build does not have"
             ))),
+            #[cfg(feature = "redis")]
+            Kind::Redis(url, prefix) => {
+                flechette_redis::open(url.get_ref(), prefix.unwrap_or("flechette")).map_err(open)
+            }
+            #[cfg(not(feature = "redis"))]
             Kind::Redis(url, prefix) => Err(invalid(format!(
-                "redis cache at {:?} (prefix {prefix:?}) needs the Redis backend, which this build of flechette does not have yet",
+                "redis cache at {:?} (prefix {prefix:?}) needs flechette's `redis` feature, which this build does not have",
                 url.get_ref()
             ))),
             Kind::Stack(levels) => {

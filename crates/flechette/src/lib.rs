@@ -48,6 +48,9 @@ pub use error::{CallError, Failure};
 pub use flechette_core::*;
 #[cfg(feature = "macros")]
 pub use flechette_macros::cached;
+/// Redis storage (feature `redis`).
+#[cfg(feature = "redis")]
+pub use flechette_redis as redis;
 /// SQLite storage (feature `sqlite`).
 #[cfg(feature = "sqlite")]
 pub use flechette_sqlite as sqlite;

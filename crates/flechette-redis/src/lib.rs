@@ -1,0 +1,288 @@
+//! Redis storage for flechette: values and call records shared by every
+//! service instance that points at one Redis.
+//!
+//! * Keys are namespaced: `<prefix>:v:<digest>` for values and
+//!   `<prefix>:c:<key>` for call records.
+//! * A call whose lifespan has an `expire_after` gets a Redis expiry at that
+//!   time, so Redis drops it by itself.
+//! * The connection is a reconnecting connection manager, made lazily: a
+//!   cache over a Redis that is down works (every read is a miss, every
+//!   write is lost, each with a warning) and uses Redis again as soon as it
+//!   is back. Every operation is bounded by a timeout, so nothing waits
+//!   forever on a dead connection.
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cache = flechette_redis::open("redis://127.0.0.1:6379/", "myapp")?;
+//! let d = cache.save_value(&"shared").await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use flechette_core::storage::{
+    CallStorage, StorageError, ValueStorage, decode_record, encode_record,
+};
+use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// How long one Redis operation may take before it counts as failed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to Redis under a key prefix, shared by its value and call
+/// storage. Cheap to clone.
+#[derive(Clone)]
+pub struct Redis {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+    StorageError::Backend(Box::new(e))
+}
+
+/// A cache over Redis at `url`, keys under `prefix`. Connects lazily.
+///
+/// # Errors
+///
+/// Fails when `url` is not a Redis URL.
+///
+/// # Panics
+///
+/// Panics outside a tokio runtime (the connection manager needs one).
+pub fn open(url: &str, prefix: &str) -> Result<Cache, StorageError> {
+    let redis = Redis::open(url, prefix)?;
+    Ok(Cache::new(redis.values(), redis.calls()))
+}
+
+impl Redis {
+    /// A connection to Redis at `url` with keys under `prefix`, made on
+    /// first use and remade whenever it breaks.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `url` is not a Redis URL.
+    ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime.
+    pub fn open(url: &str, prefix: &str) -> Result<Self, StorageError> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(DEFAULT_TIMEOUT))
+            .set_response_timeout(Some(DEFAULT_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(backend)?;
+        Ok(Self {
+            conn,
+            prefix: Arc::from(prefix),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The value storage.
+    pub fn values(&self) -> RedisValues {
+        RedisValues {
+            redis: self.clone(),
+        }
+    }
+
+    /// The call storage.
+    pub fn calls(&self) -> RedisCalls {
+        RedisCalls {
+            redis: self.clone(),
+        }
+    }
+
+    fn key(&self, kind: char, digest: &Digest) -> String {
+        format!("{}:{kind}:{digest}", self.prefix)
+    }
+
+    /// Runs one command, bounded by the timeout.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StorageError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
+            Ok(result) => result.map_err(backend),
+            Err(elapsed) => Err(backend(elapsed)),
+        }
+    }
+
+    /// Every digest under `<prefix>:<kind>:` starting with `prefix`.
+    async fn scan(
+        &self,
+        kind: char,
+        prefix: Option<&DigestPrefix>,
+    ) -> Result<Vec<Digest>, StorageError> {
+        let head = format!("{}:{kind}:", self.prefix);
+        let pattern = format!("{head}{}*", prefix.map_or("", |p| p.as_str()));
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            out.extend(
+                keys.iter()
+                    .filter_map(|k| k.strip_prefix(&head)?.parse::<Digest>().ok()),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// Values in Redis.
+#[derive(Clone, Debug)]
+pub struct RedisValues {
+    redis: Redis,
+}
+
+/// Call records in Redis.
+#[derive(Clone, Debug)]
+pub struct RedisCalls {
+    redis: Redis,
+}
+
+#[async_trait]
+impl ValueStorage for RedisValues {
+    async fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
+        let bytes: Option<Vec<u8>> = self
+            .redis
+            .query(redis::cmd("GET").arg(self.redis.key('v', digest)))
+            .await?;
+        Ok(bytes.and_then(|b| {
+            if Digest::of_encoded(&b) == *digest {
+                Some(Bytes::from(b))
+            } else {
+                tracing::warn!(%digest, "redis: a value does not match its digest; read as a miss");
+                None
+            }
+        }))
+    }
+
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
+        self.redis
+            .query::<()>(
+                redis::cmd("SET")
+                    .arg(self.redis.key('v', digest))
+                    .arg(bytes.as_ref()),
+            )
+            .await
+    }
+
+    async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.redis
+            .query(redis::cmd("EXISTS").arg(self.redis.key('v', digest)))
+            .await
+    }
+
+    async fn remove(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let n: u64 = self
+            .redis
+            .query(redis::cmd("DEL").arg(self.redis.key('v', digest)))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {
+        self.redis.scan('v', prefix).await
+    }
+}
+
+fn decoded(key: &Digest, bytes: &[u8]) -> Option<CallRecord> {
+    match decode_record(bytes) {
+        Ok(record) if record.key() == *key => Some(record),
+        Ok(_) => {
+            tracing::warn!(%key, "redis: a record does not match its key; read as a miss");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%key, error = %e, "redis: a record does not decode; read as a miss");
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl CallStorage for RedisCalls {
+    async fn get(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
+        let bytes: Option<Vec<u8>> = self
+            .redis
+            .query(redis::cmd("GET").arg(self.redis.key('c', key)))
+            .await?;
+        Ok(bytes.and_then(|b| decoded(key, &b)))
+    }
+
+    async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError> {
+        let bytes = encode_record(record)?;
+        let mut set = redis::cmd("SET");
+        set.arg(self.redis.key('c', key)).arg(bytes);
+        // Redis forgets the call when its lifespan ends.
+        if let Some(expire) = record
+            .metadata
+            .lifespan
+            .as_ref()
+            .and_then(|l| l.expire_after)
+        {
+            set.arg("PXAT").arg((expire.0 / 1_000).max(1));
+        }
+        self.redis.query::<()>(&set).await
+    }
+
+    async fn remove(&self, key: &Digest) -> Result<bool, StorageError> {
+        let n: u64 = self
+            .redis
+            .query(redis::cmd("DEL").arg(self.redis.key('c', key)))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {
+        self.redis.scan('c', prefix).await
+    }
+
+    async fn query(&self, query: &CallQuery) -> Result<Vec<(Digest, CallRecord)>, StorageError> {
+        let keys = self.redis.scan('c', None).await?;
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let mut mget = redis::cmd("MGET");
+            for key in chunk {
+                mget.arg(self.redis.key('c', key));
+            }
+            let found: Vec<Option<Vec<u8>>> = self.redis.query(&mget).await?;
+            for (key, bytes) in chunk.iter().zip(found) {
+                if let Some(record) = bytes.and_then(|b| decoded(key, &b))
+                    && query.matches(&record)
+                {
+                    out.push((*key, record));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,135 @@
+//! Redis storage against a real `redis-server` on 127.0.0.1, started here:
+//! the conformance suite, and a server that dies and comes back.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flechette_core::conformance::check_all;
+use flechette_redis::Redis;
+
+/// A `redis-server` on a free loopback port, stopped when dropped.
+struct Server {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self { port, child: None };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): these tests need a real Redis; \
+                     install Debian's package with `apt-get install redis-server` (.ci/run does)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn redis_storage_conforms() {
+    let server = Server::start();
+    let redis = Redis::open(&server.url(), "conformance").unwrap();
+    check_all(Arc::new(redis.values()), Arc::new(redis.calls())).await;
+}
+
+#[tokio::test]
+async fn prefixes_keep_caches_apart() {
+    let server = Server::start();
+    let a = flechette_redis::open(&server.url(), "a").unwrap();
+    let b = flechette_redis::open(&server.url(), "b").unwrap();
+    let d = a.save_value(&"only in a").await.unwrap();
+    assert!(a.contains_value(&d).await.unwrap());
+    assert!(!b.contains_value(&d).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_keep_returning_while_redis_is_down_and_it_is_used_again_after() {
+    let mut server = Server::start();
+    let cache = flechette_redis::open(&server.url(), "outage").unwrap();
+    let make = || {
+        flechette::CachedFn::builder("double")
+            .args(["x"])
+            .cache(cache.clone())
+            .build(|(x,): (u64,)| async move { x * 2 })
+    };
+    let f = make();
+    assert_eq!(f.call((1,)).await.unwrap(), 2);
+    assert!(
+        cache.contains(&f.digest(&(1,)).unwrap()).await.unwrap(),
+        "stored in Redis"
+    );
+
+    server.kill();
+    // Each operation on the dead connection ends in its timeout: no hang.
+    assert_eq!(
+        f.call((2,)).await.unwrap(),
+        4,
+        "computed locally while Redis is down"
+    );
+    assert_eq!(make().call((3,)).await.unwrap(), 6);
+    assert!(
+        cache.contains(&f.digest(&(1,)).unwrap()).await.is_err(),
+        "the outage is an error, not a hang"
+    );
+
+    server.restart();
+    // The connection manager reconnects on its own: a new call is stored again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let key = f.digest(&(4,)).unwrap();
+    loop {
+        make().call((4,)).await.unwrap();
+        if cache.contains(&key).await.unwrap_or(false) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis was not used again after it came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
