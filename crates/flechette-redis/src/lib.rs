@@ -5,6 +5,11 @@
 //!   `<prefix>:c:<key>` for call records.
 //! * A call whose lifespan has an `expire_after` gets a Redis expiry at that
 //!   time, so Redis drops it by itself.
+//! * Cross-instance single flight ([`Coordinator`]): when several instances
+//!   miss one call, one takes a lock (`SET NX PX` on `<prefix>:l:<key>`,
+//!   with a random token), computes and releases it (a token-checked
+//!   delete); the others poll for the release with backoff and read its
+//!   result. A holder that dies frees the key when the lock expires.
 //! * The connection is a reconnecting connection manager, made lazily: a
 //!   cache over a Redis that is down works (every read is a miss, every
 //!   write is lost, each with a warning) and uses Redis again as soon as it
@@ -24,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use flechette_core::storage::{
-    CallStorage, StorageError, ValueStorage, decode_record, encode_record,
+    CallStorage, Coordinator, Lease, StorageError, ValueStorage, decode_record, encode_record,
 };
 use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -64,7 +69,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
 /// Panics outside a tokio runtime (the connection manager needs one).
 pub fn open(url: &str, prefix: &str) -> Result<Cache, StorageError> {
     let redis = Redis::open(url, prefix)?;
-    Ok(Cache::new(redis.values(), redis.calls()))
+    Ok(Cache::coordinated(redis.values(), redis.calls(), redis))
 }
 
 impl Redis {
@@ -284,5 +289,71 @@ impl CallStorage for RedisCalls {
             }
         }
         Ok(out)
+    }
+}
+
+static TOKENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A token no other holder has: per-process random keys, the time and a
+/// counter, hashed.
+fn token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// Deletes the lock only if it still holds this token.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+#[async_trait]
+impl Coordinator for Redis {
+    async fn acquire(&self, key: &Digest, ttl: Duration) -> Result<Option<Lease>, StorageError> {
+        let token = token();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(self.key('l', key))
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms),
+            )
+            .await?;
+        Ok(set.map(|_| Lease(token)))
+    }
+
+    async fn release(&self, key: &Digest, lease: &Lease) -> Result<(), StorageError> {
+        self.query::<i64>(
+            redis::cmd("EVAL")
+                .arg(RELEASE)
+                .arg(1)
+                .arg(self.key('l', key))
+                .arg(&lease.0),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn wait_released(&self, key: &Digest, at_most: Duration) -> Result<(), StorageError> {
+        let deadline = tokio::time::Instant::now() + at_most;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let held: bool = self
+                .query(redis::cmd("EXISTS").arg(self.key('l', key)))
+                .await?;
+            if !held || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
     }
 }

@@ -133,3 +133,47 @@ async fn calls_keep_returning_while_redis_is_down_and_it_is_used_again_after() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_missing_one_key_compute_it_once() {
+    let server = Server::start();
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Three instances: each its own Redis client, in-process tier and flights.
+    let instances: Vec<_> = (0..3)
+        .map(|_| {
+            let runs = runs.clone();
+            let cache = flechette_redis::open(&server.url(), "single_flight").unwrap();
+            flechette::CachedFn::builder("slow")
+                .args(["x"])
+                .cache(cache)
+                .build(move |(x,): (u64,)| {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        x * 10
+                    }
+                })
+        })
+        .collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(3));
+    let calls: Vec<_> = instances
+        .iter()
+        .map(|f| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                f.call((7,)).await.unwrap()
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap(), 70);
+    }
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "exactly one computation across instances"
+    );
+    let waited: u64 = instances.iter().map(|f| f.stats().waited_across).sum();
+    assert!(waited <= 2, "{waited}");
+}

@@ -14,7 +14,8 @@ use tokio::sync::OnceCell;
 
 use crate::prefix::{common_hex_len, shortest_unique};
 use crate::storage::{
-    CallStorage, FileCalls, FileValues, MemoryCalls, MemoryValues, StorageError, ValueStorage,
+    CallStorage, Coordinator, FileCalls, FileValues, MemoryCalls, MemoryValues, StorageError,
+    ValueStorage,
 };
 use crate::{CacheError, Call, CallQuery, CallRecord, Digest, DigestPrefix, LazyCall, encoding};
 
@@ -33,6 +34,8 @@ static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 struct Inner {
     id: u64,
     levels: Vec<Level>,
+    /// Cross-process single flight, when the storage offers it.
+    coordinator: Option<Arc<dyn Coordinator>>,
     /// Back-fills of level 0 in progress, one per call key.
     backfills: DashMap<Digest, Arc<OnceCell<()>>>,
 }
@@ -85,10 +88,18 @@ impl Cache {
     }
 
     pub(crate) fn from_levels(levels: Vec<Level>) -> Self {
+        Self::with_parts(levels, None)
+    }
+
+    pub(crate) fn with_parts(
+        levels: Vec<Level>,
+        coordinator: Option<Arc<dyn Coordinator>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 levels,
+                coordinator,
                 backfills: DashMap::new(),
             }),
         }
@@ -96,6 +107,28 @@ impl Cache {
 
     pub(crate) fn level_list(&self) -> &[Level] {
         &self.inner.levels
+    }
+
+    /// A cache over storage shared by processes, with the backend's
+    /// cross-process single flight: cached functions over it compute a
+    /// missing call in one process while the others wait.
+    pub fn coordinated(
+        values: impl ValueStorage,
+        calls: impl CallStorage,
+        coordinator: impl Coordinator,
+    ) -> Self {
+        Self::with_parts(
+            vec![Level {
+                values: Arc::new(values),
+                calls: Arc::new(calls),
+            }],
+            Some(Arc::new(coordinator)),
+        )
+    }
+
+    /// The cross-process single flight of this cache, if its storage has one.
+    pub fn coordinator(&self) -> Option<&Arc<dyn Coordinator>> {
+        self.inner.coordinator.as_ref()
     }
 
     /// A fresh in-memory cache.

@@ -54,7 +54,9 @@ impl CacheStack {
             .iter()
             .flat_map(|c| c.level_list().iter().cloned())
             .collect();
-        Cache::from_levels(levels)
+        // The shared tier's single flight serves the whole stack.
+        let coordinator = self.caches.iter().find_map(|c| c.coordinator().cloned());
+        Cache::with_parts(levels, coordinator)
     }
 }
 

@@ -90,6 +90,38 @@ pub trait CallStorage: Send + Sync + 'static {
     async fn query(&self, query: &CallQuery) -> Result<Vec<(Digest, CallRecord)>, StorageError>;
 }
 
+/// Proof that this process holds the computation of one call key across
+/// processes: a token only its holder knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease(pub String);
+
+/// Cross-process single flight: backends shared by several processes (a
+/// Redis) implement it so that one process computes a missing call while
+/// the others wait for its result.
+///
+/// A lease expires by itself after its time to live, so a holder that dies
+/// strands nobody.
+#[async_trait]
+pub trait Coordinator: Send + Sync + 'static {
+    /// Tries to take the computation of `key` for `ttl`: `Some` lease when
+    /// this process takes it, `None` when another holds it.
+    async fn acquire(
+        &self,
+        key: &Digest,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Lease>, StorageError>;
+
+    /// Gives the computation of `key` back, if `lease` still holds it.
+    async fn release(&self, key: &Digest, lease: &Lease) -> Result<(), StorageError>;
+
+    /// Waits until nobody holds `key`, or `at_most` has passed.
+    async fn wait_released(
+        &self,
+        key: &Digest,
+        at_most: std::time::Duration,
+    ) -> Result<(), StorageError>;
+}
+
 /// Encodes a record for storage: MessagePack with named fields, so records
 /// stay readable when fields are added.
 ///

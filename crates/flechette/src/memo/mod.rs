@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flechette_core::encoding::{self, Sink};
+use flechette_core::storage::{Coordinator, Lease};
 use flechette_core::{
     Cache, CacheError, CallRecord, Digest, Lifespan, Metadata, Runtime, Timestamp, call_key,
 };
@@ -130,6 +131,14 @@ pub(crate) struct Placement {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) blocking: bool,
     pub(crate) name: Option<Arc<str>>,
+}
+
+/// What the cross-process single flight decided.
+enum Across {
+    /// This process computes (holding the lease, when one was taken).
+    Lead(Option<Lease>),
+    /// Another process computed; its result was served.
+    Served,
 }
 
 /// Why a flight runs.
@@ -422,10 +431,33 @@ where
                 refreshing = true;
             }
         }
-        match self.compute(args, job).await {
+        // Across processes sharing the cache: one computes, the others wait
+        // for its result.
+        let mut lease = None;
+        if kind != Kind::Force
+            && let Some(coordinator) = cache.coordinator()
+        {
+            match self
+                .lead_across(coordinator, &cache, &call_key, guard)
+                .await
+            {
+                Across::Lead(held) => lease = held,
+                Across::Served => return,
+            }
+        }
+        let computed = self.compute(args, job).await;
+        let release = async {
+            if let (Some(coordinator), Some(lease)) = (cache.coordinator(), &lease)
+                && let Err(e) = coordinator.release(&call_key, lease).await
+            {
+                tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not release the cross-process lease; it expires by itself");
+            }
+        };
+        match computed {
             Ok((value, record, values)) => {
                 self.store(&guard.key, flight, &cache, value.clone(), &record, values)
                     .await;
+                release.await;
                 flight.publish(Ok(value));
             }
             Err(e) => {
@@ -433,9 +465,57 @@ where
                     Counters::count(&self.counters.refreshes_failed);
                     tracing::warn!(function = %self.ident.name, error = %ErrorKind(&e), "background refresh failed; the old value is kept");
                 }
+                release.await;
                 // Whoever was served the stored value keeps it.
                 if !flight.is_published() {
                     flight.publish(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Takes the computation of `call_key` across processes, or waits for
+    /// the process that holds it and serves its result.
+    async fn lead_across(
+        &self,
+        coordinator: &Arc<dyn Coordinator>,
+        cache: &Cache,
+        call_key: &Digest,
+        guard: &FlightGuard<A, T, E>,
+    ) -> Across {
+        // Long enough for the computation; a holder that dies frees the key
+        // when its lease expires.
+        let ttl = self.policy.timeout.unwrap_or(Duration::from_secs(60)) + Duration::from_secs(5);
+        loop {
+            match coordinator.acquire(call_key, ttl).await {
+                Ok(Some(lease)) => {
+                    // Another process may have stored it just before.
+                    if let Some((value, deadlines, Age::Fresh)) = self.stored(cache, call_key).await
+                    {
+                        let _ = coordinator.release(call_key, &lease).await;
+                        self.promote(&guard.key, &guard.flight, value.clone(), deadlines);
+                        guard.flight.publish(Ok(value));
+                        return Across::Served;
+                    }
+                    return Across::Lead(Some(lease));
+                }
+                Ok(None) => {
+                    Counters::count(&self.counters.waited_across);
+                    if let Err(e) = coordinator.wait_released(call_key, ttl).await {
+                        tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "cross-process wait failed; computing here");
+                        return Across::Lead(None);
+                    }
+                    if let Some((value, deadlines, Age::Fresh)) = self.stored(cache, call_key).await
+                    {
+                        self.promote(&guard.key, &guard.flight, value.clone(), deadlines);
+                        guard.flight.publish(Ok(value));
+                        return Across::Served;
+                    }
+                    // The holder failed or its result is gone: try to take over.
+                }
+                Err(e) => {
+                    tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "cross-process single flight unavailable; computing here");
+                    return Across::Lead(None);
                 }
             }
         }

@@ -62,6 +62,7 @@ pub(crate) struct Counters {
     pub(crate) failures: AtomicU64,
     pub(crate) loads: AtomicU64,
     pub(crate) load_nanos: AtomicU64,
+    pub(crate) waited_across: AtomicU64,
 }
 
 impl Counters {
@@ -89,6 +90,7 @@ impl Counters {
             failures: get(&self.failures),
             loads: get(&self.loads),
             load_time: Duration::from_nanos(get(&self.load_nanos)),
+            waited_across: get(&self.waited_across),
         }
     }
 }
@@ -120,6 +122,9 @@ pub struct Stats {
     pub loads: u64,
     /// Time spent in computations, summed.
     pub load_time: Duration,
+    /// Times a computation waited for another process sharing the cache to
+    /// finish the same call (cross-process single flight).
+    pub waited_across: u64,
 }
 
 impl Stats {
