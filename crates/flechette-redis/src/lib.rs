@@ -10,6 +10,9 @@
 //!   with a random token), computes and releases it (a token-checked
 //!   delete); the others poll for the release with backoff and read its
 //!   result. A holder that dies frees the key when the lock expires.
+//! * Invalidation broadcast ([`Broadcast`]): invalidations are published on
+//!   `<prefix>:invalidate`; every instance listens (reconnecting when Redis
+//!   comes back) and drops the calls from its in-process tiers.
 //! * The connection is a reconnecting connection manager, made lazily: a
 //!   cache over a Redis that is down works (every read is a miss, every
 //!   write is lost, each with a warning) and uses Redis again as soon as it
@@ -29,7 +32,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use flechette_core::storage::{
-    CallStorage, Coordinator, Lease, StorageError, ValueStorage, decode_record, encode_record,
+    Broadcast, CallStorage, Coordinator, Invalidation, Lease, StorageError, ValueStorage,
+    decode_record, encode_record,
 };
 use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -41,9 +45,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// storage. Cheap to clone.
 #[derive(Clone)]
 pub struct Redis {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: Arc<str>,
     timeout: Duration,
+    bus: Arc<Bus>,
+}
+
+/// Invalidations received from Redis, handed to local subscribers.
+struct Bus {
+    tx: tokio::sync::broadcast::Sender<Invalidation>,
+    listening: std::sync::Once,
 }
 
 impl std::fmt::Debug for Redis {
@@ -69,7 +81,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
 /// Panics outside a tokio runtime (the connection manager needs one).
 pub fn open(url: &str, prefix: &str) -> Result<Cache, StorageError> {
     let redis = Redis::open(url, prefix)?;
-    Ok(Cache::coordinated(redis.values(), redis.calls(), redis))
+    Ok(Cache::shared(redis.values(), redis.calls(), redis))
 }
 
 impl Redis {
@@ -90,11 +102,17 @@ impl Redis {
             .set_response_timeout(Some(DEFAULT_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(backend)?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(backend)?;
         Ok(Self {
+            client,
             conn,
             prefix: Arc::from(prefix),
             timeout: DEFAULT_TIMEOUT,
+            bus: Arc::new(Bus {
+                tx: tokio::sync::broadcast::channel(1024).0,
+                listening: std::sync::Once::new(),
+            }),
         })
     }
 
@@ -355,5 +373,80 @@ impl Coordinator for Redis {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
+    }
+}
+
+impl Redis {
+    fn channel(&self) -> String {
+        format!("{}:invalidate", self.prefix)
+    }
+
+    /// Listens on the invalidation channel for as long as the process runs,
+    /// reconnecting with backoff.
+    fn listen(&self) {
+        let (client, channel, tx) = (self.client.clone(), self.channel(), self.bus.tx.clone());
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut pause = Duration::from_millis(50);
+            loop {
+                if let Ok(mut pubsub) = client.get_async_pubsub().await
+                    && pubsub.subscribe(&channel).await.is_ok()
+                {
+                    pause = Duration::from_millis(50);
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        if let Some(invalidation) = message
+                            .get_payload::<String>()
+                            .ok()
+                            .as_deref()
+                            .and_then(parse)
+                        {
+                            // No subscriber left is fine: nothing to drop.
+                            let _ = tx.send(invalidation);
+                        }
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        });
+    }
+}
+
+fn parse(payload: &str) -> Option<Invalidation> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    Some(Invalidation {
+        name: v["name"].as_str()?.to_owned(),
+        module: v["module"].as_str()?.to_owned(),
+        version: v["version"].as_str().map(str::to_owned),
+        key: match &v["key"] {
+            serde_json::Value::String(k) => Some(k.parse().ok()?),
+            _ => None,
+        },
+    })
+}
+
+#[async_trait]
+impl Broadcast for Redis {
+    async fn publish(&self, message: &Invalidation) -> Result<(), StorageError> {
+        let payload = serde_json::json!({
+            "name": message.name,
+            "module": message.module,
+            "version": message.version,
+            "key": message.key.map(|k| k.to_hex()),
+        });
+        self.query::<i64>(
+            redis::cmd("PUBLISH")
+                .arg(self.channel())
+                .arg(payload.to_string()),
+        )
+        .await
+        .map(drop)
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Invalidation> {
+        let rx = self.bus.tx.subscribe();
+        self.bus.listening.call_once(|| self.listen());
+        rx
     }
 }

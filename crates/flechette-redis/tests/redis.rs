@@ -177,3 +177,68 @@ async fn three_instances_missing_one_key_compute_it_once() {
     let waited: u64 = instances.iter().map(|f| f.stats().waited_across).sum();
     assert!(waited <= 2, "{waited}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_reaches_another_instance_within_a_second() {
+    let server = Server::start();
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let instance = || {
+        let runs = runs.clone();
+        let cache = flechette_redis::open(&server.url(), "broadcast").unwrap();
+        flechette::CachedFn::builder("price")
+            .args(["item"])
+            .cache(cache)
+            .build(move |(item,): (u32,)| {
+                let run = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move { (item, run) }
+            })
+    };
+    let (a, b) = (instance(), instance());
+    let first = a.call((1,)).await.unwrap();
+    assert_eq!(
+        b.call((1,)).await.unwrap(),
+        first,
+        "b reads a's stored result"
+    );
+    b.call((2,)).await.unwrap();
+    assert_eq!(b.hot_len(), 2);
+    // Both instances listen once their subscriptions are in place.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, listeners): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("broadcast:invalidate")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if listeners >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the instances never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    a.invalidate((1,)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while b.hot_len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the invalidation did not reach b within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let again = b.call((1,)).await.unwrap();
+    assert_ne!(again, first, "b recomputes: the value is gone everywhere");
+
+    a.invalidate_all().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while b.hot_len() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "invalidate_all did not reach b within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

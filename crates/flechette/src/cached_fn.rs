@@ -339,6 +339,7 @@ where
                 hot: HotTier::new(self.capacity, self.weigher, Arc::clone(&counters)),
                 flights: Mutex::default(),
                 counters,
+                listening: Mutex::default(),
             }),
         }
     }

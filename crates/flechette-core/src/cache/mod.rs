@@ -14,8 +14,8 @@ use tokio::sync::OnceCell;
 
 use crate::prefix::{common_hex_len, shortest_unique};
 use crate::storage::{
-    CallStorage, Coordinator, FileCalls, FileValues, MemoryCalls, MemoryValues, StorageError,
-    ValueStorage,
+    Broadcast, CallStorage, Coordinator, FileCalls, FileValues, MemoryCalls, MemoryValues,
+    StorageError, ValueStorage,
 };
 use crate::{CacheError, Call, CallQuery, CallRecord, Digest, DigestPrefix, LazyCall, encoding};
 
@@ -36,6 +36,8 @@ struct Inner {
     levels: Vec<Level>,
     /// Cross-process single flight, when the storage offers it.
     coordinator: Option<Arc<dyn Coordinator>>,
+    /// Invalidation broadcast, when the storage offers it.
+    broadcast: Option<Arc<dyn Broadcast>>,
     /// Back-fills of level 0 in progress, one per call key.
     backfills: DashMap<Digest, Arc<OnceCell<()>>>,
 }
@@ -88,18 +90,20 @@ impl Cache {
     }
 
     pub(crate) fn from_levels(levels: Vec<Level>) -> Self {
-        Self::with_parts(levels, None)
+        Self::with_parts(levels, None, None)
     }
 
     pub(crate) fn with_parts(
         levels: Vec<Level>,
         coordinator: Option<Arc<dyn Coordinator>>,
+        broadcast: Option<Arc<dyn Broadcast>>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 levels,
                 coordinator,
+                broadcast,
                 backfills: DashMap::new(),
             }),
         }
@@ -110,25 +114,34 @@ impl Cache {
     }
 
     /// A cache over storage shared by processes, with the backend's
-    /// cross-process single flight: cached functions over it compute a
-    /// missing call in one process while the others wait.
-    pub fn coordinated(
+    /// cross-process single flight (cached functions over it compute a
+    /// missing call in one process while the others wait) and invalidation
+    /// broadcast (an invalidation in one process reaches the in-process
+    /// tiers of all).
+    pub fn shared<S: Coordinator + Broadcast>(
         values: impl ValueStorage,
         calls: impl CallStorage,
-        coordinator: impl Coordinator,
+        shared: S,
     ) -> Self {
+        let shared = Arc::new(shared);
         Self::with_parts(
             vec![Level {
                 values: Arc::new(values),
                 calls: Arc::new(calls),
             }],
-            Some(Arc::new(coordinator)),
+            Some(shared.clone()),
+            Some(shared),
         )
     }
 
     /// The cross-process single flight of this cache, if its storage has one.
     pub fn coordinator(&self) -> Option<&Arc<dyn Coordinator>> {
         self.inner.coordinator.as_ref()
+    }
+
+    /// The invalidation broadcast of this cache, if its storage has one.
+    pub fn broadcast(&self) -> Option<&Arc<dyn Broadcast>> {
+        self.inner.broadcast.as_ref()
     }
 
     /// A fresh in-memory cache.

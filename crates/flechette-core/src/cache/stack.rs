@@ -56,7 +56,8 @@ impl CacheStack {
             .collect();
         // The shared tier's single flight serves the whole stack.
         let coordinator = self.caches.iter().find_map(|c| c.coordinator().cloned());
-        Cache::with_parts(levels, coordinator)
+        let broadcast = self.caches.iter().find_map(|c| c.broadcast().cloned());
+        Cache::with_parts(levels, coordinator, broadcast)
     }
 }
 

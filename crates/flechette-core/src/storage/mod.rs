@@ -122,6 +122,31 @@ pub trait Coordinator: Send + Sync + 'static {
     ) -> Result<(), StorageError>;
 }
 
+/// A message that calls of one function must be forgotten, by every
+/// process sharing a cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalidation {
+    /// The function's name.
+    pub name: String,
+    /// Its module.
+    pub module: String,
+    /// Its version.
+    pub version: Option<String>,
+    /// The call to forget; `None` for every call of the function.
+    pub key: Option<Digest>,
+}
+
+/// Invalidation broadcast: backends shared by several processes (a Redis)
+/// carry each process's invalidations to the in-process tiers of all.
+#[async_trait]
+pub trait Broadcast: Send + Sync + 'static {
+    /// Sends `message` to every process, this one included.
+    async fn publish(&self, message: &Invalidation) -> Result<(), StorageError>;
+
+    /// The messages from now on.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Invalidation>;
+}
+
 /// Encodes a record for storage: MessagePack with named fields, so records
 /// stay readable when fields are added.
 ///

@@ -74,6 +74,8 @@ pub(crate) struct HotEntry<T> {
     pub(crate) deadlines: Deadlines<Instant>,
     /// The flight that put it here.
     pub(crate) owner: u64,
+    /// The call it is the result of.
+    pub(crate) call_key: flechette_core::Digest,
 }
 
 /// The weight of a value in the tier.
@@ -143,6 +145,11 @@ impl<T: Clone> HotTier<T> {
     /// Removes the entries of these argument bytes under every cache.
     pub(crate) fn remove_args(&self, args: &[u8]) {
         self.map.retain(|k, _| *k.args != *args);
+    }
+
+    /// Removes the entries under cache `cache` that `drop` selects.
+    pub(crate) fn remove_where(&self, cache: u64, drop: impl Fn(&HotEntry<T>) -> bool) {
+        self.map.retain(|k, e| !(k.cache == cache && drop(e)));
     }
 
     pub(crate) fn clear(&self) {

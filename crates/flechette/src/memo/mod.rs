@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flechette_core::encoding::{self, Sink};
-use flechette_core::storage::{Coordinator, Lease};
+use flechette_core::storage::{Coordinator, Invalidation, Lease};
 use flechette_core::{
     Cache, CacheError, CallRecord, Digest, Lifespan, Metadata, Runtime, Timestamp, call_key,
 };
@@ -173,6 +173,8 @@ pub(crate) struct Memo<A, T, E> {
     pub(crate) hot: HotTier<T>,
     pub(crate) flights: Mutex<FlightTable<HotKey, Flight<T, E>>>,
     pub(crate) counters: Arc<Counters>,
+    /// The caches whose invalidation broadcast this function listens to.
+    pub(crate) listening: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// Publishes "abandoned" (or "panicked") if a flight ends without an
@@ -371,6 +373,7 @@ where
     ) {
         let scope = scope::capture();
         let cache = self.cache.clone().unwrap_or_else(|| scope.cache());
+        self.listen_to(&cache);
         let guard = FlightGuard {
             memo: Arc::clone(self),
             key,
@@ -420,7 +423,7 @@ where
         if kind != Kind::Force
             && let Some((value, deadlines, age)) = self.stored(&cache, &call_key).await
         {
-            self.promote(&guard.key, flight, value.clone(), deadlines);
+            self.promote(&guard.key, flight, &call_key, value.clone(), deadlines);
             flight.publish(Ok(value));
             if age == Age::Fresh {
                 return;
@@ -493,7 +496,13 @@ where
                     if let Some((value, deadlines, Age::Fresh)) = self.stored(cache, call_key).await
                     {
                         let _ = coordinator.release(call_key, &lease).await;
-                        self.promote(&guard.key, &guard.flight, value.clone(), deadlines);
+                        self.promote(
+                            &guard.key,
+                            &guard.flight,
+                            call_key,
+                            value.clone(),
+                            deadlines,
+                        );
                         guard.flight.publish(Ok(value));
                         return Across::Served;
                     }
@@ -507,7 +516,13 @@ where
                     }
                     if let Some((value, deadlines, Age::Fresh)) = self.stored(cache, call_key).await
                     {
-                        self.promote(&guard.key, &guard.flight, value.clone(), deadlines);
+                        self.promote(
+                            &guard.key,
+                            &guard.flight,
+                            call_key,
+                            value.clone(),
+                            deadlines,
+                        );
                         guard.flight.publish(Ok(value));
                         return Across::Served;
                     }
@@ -642,10 +657,10 @@ where
             update_at: freshness.update_after.and_then(|d| now.checked_add(d)),
             expire_at: freshness.expire_after.and_then(|d| now.checked_add(d)),
         };
-        if !self.promote(key, flight, value, deadlines) {
+        let call_key = record.key();
+        if !self.promote(key, flight, &call_key, value, deadlines) {
             return;
         }
-        let call_key = record.key();
         let saved: Result<(), CacheError> = async {
             for (digest, bytes) in values {
                 cache.save_encoded(&digest, bytes).await?;
@@ -682,6 +697,7 @@ where
         &self,
         key: &HotKey,
         flight: &Flight<T, E>,
+        call_key: &Digest,
         value: T,
         deadlines: Deadlines<Instant>,
     ) -> bool {
@@ -694,6 +710,7 @@ where
                 value,
                 deadlines,
                 owner: flight.id,
+                call_key: *call_key,
             },
         );
         if flight.mark.is_set() {
@@ -701,6 +718,62 @@ where
             return false;
         }
         true
+    }
+
+    /// Starts listening to the invalidation broadcast of `cache`, once.
+    fn listen_to(self: &Arc<Self>, cache: &Cache) {
+        let Some(broadcast) = cache.broadcast() else {
+            return;
+        };
+        if !lock(&self.listening).insert(cache.id()) {
+            return;
+        }
+        let mut messages = broadcast.subscribe();
+        let (memo, cache_id) = (Arc::downgrade(self), cache.id());
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let message = messages.recv().await;
+                let Some(memo) = memo.upgrade() else { return };
+                match message {
+                    Ok(message) => memo.forget(cache_id, &message),
+                    // Missed messages: forget everything of this cache.
+                    Err(RecvError::Lagged(_)) => memo.hot.remove_where(cache_id, |_| true),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Applies an invalidation that another process (or this one) sent.
+    fn forget(&self, cache_id: u64, message: &Invalidation) {
+        let ident = &self.ident;
+        if message.name != ident.name
+            || message.module != ident.module
+            || message.version != ident.version
+        {
+            return;
+        }
+        match message.key {
+            Some(key) => self.hot.remove_where(cache_id, |e| e.call_key == key),
+            None => self.hot.remove_where(cache_id, |_| true),
+        }
+    }
+
+    /// Tells the other processes sharing `cache` to forget `key` (all calls
+    /// for `None`).
+    async fn announce(&self, cache: &Cache, key: Option<Digest>) {
+        if let Some(broadcast) = cache.broadcast() {
+            let message = Invalidation {
+                name: self.ident.name.clone(),
+                module: self.ident.module.clone(),
+                version: self.ident.version.clone(),
+                key,
+            };
+            if let Err(e) = broadcast.publish(&message).await {
+                tracing::warn!(function = %self.ident.name, error = %e, "could not broadcast an invalidation");
+            }
+        }
     }
 
     /// Drops the entry of `args` from the hot tier (under every cache), the
@@ -711,9 +784,11 @@ where
         let call_key = self.key_of(&args.digests()?);
         // Storage first: a flight that starts after this finds nothing old
         // to promote; flights already running are marked below.
-        let evicted = self.cache().evict(&call_key).await;
+        let cache = self.cache();
+        let evicted = cache.evict(&call_key).await;
         lock(&self.flights).invalidate_where(|k| *k.args == *bytes);
         self.hot.remove_args(&bytes);
+        self.announce(&cache, Some(call_key)).await;
         evicted
     }
 
@@ -740,9 +815,10 @@ where
                 }
             }
         }
-        // Whatever storage did, the process forgets.
+        // Whatever storage did, the process forgets, and tells the others.
         lock(&self.flights).invalidate_all();
         self.hot.clear();
+        self.announce(&cache, None).await;
         outcome.map(|()| evicted)
     }
 }
