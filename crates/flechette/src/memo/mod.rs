@@ -453,6 +453,7 @@ where
             if let (Some(coordinator), Some(lease)) = (cache.coordinator(), &lease)
                 && let Err(e) = coordinator.release(&call_key, lease).await
             {
+                Counters::count(&self.counters.storage_faults);
                 tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not release the cross-process lease; it expires by itself");
             }
         };
@@ -511,6 +512,7 @@ where
                 Ok(None) => {
                     Counters::count(&self.counters.waited_across);
                     if let Err(e) = coordinator.wait_released(call_key, ttl).await {
+                        Counters::count(&self.counters.storage_faults);
                         tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "cross-process wait failed; computing here");
                         return Across::Lead(None);
                     }
@@ -529,6 +531,7 @@ where
                     // The holder failed or its result is gone: try to take over.
                 }
                 Err(e) => {
+                    Counters::count(&self.counters.storage_faults);
                     tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "cross-process single flight unavailable; computing here");
                     return Across::Lead(None);
                 }
@@ -541,6 +544,7 @@ where
         let record = match cache.load_record(key).await {
             Ok(record) => record?,
             Err(e) => {
+                Counters::count(&self.counters.storage_faults);
                 tracing::warn!(function = %self.ident.name, %key, error = %e, "cache read failed; computing");
                 return None;
             }
@@ -559,6 +563,7 @@ where
         match cache.load_value(&record.result).await {
             Ok(value) => Some((value, deadlines, age)),
             Err(e) => {
+                Counters::count(&self.counters.storage_faults);
                 tracing::warn!(function = %self.ident.name, %key, error = %e, "cached result unreadable; computing");
                 None
             }
@@ -670,6 +675,7 @@ where
         }
         .await;
         if let Err(e) = saved {
+            Counters::count(&self.counters.storage_faults);
             tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not store the result");
         }
         if flight.mark.is_set() {
@@ -679,11 +685,13 @@ where
             match cache.load_record(&call_key).await {
                 Ok(Some(stored)) if stored == *record => {
                     if let Err(e) = cache.evict(&call_key).await {
+                        Counters::count(&self.counters.storage_faults);
                         tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not evict an invalidated result");
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    Counters::count(&self.counters.storage_faults);
                     tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not check an invalidated result");
                 }
             }
@@ -771,6 +779,7 @@ where
                 key,
             };
             if let Err(e) = broadcast.publish(&message).await {
+                Counters::count(&self.counters.storage_faults);
                 tracing::warn!(function = %self.ident.name, error = %e, "could not broadcast an invalidation");
             }
         }

@@ -63,6 +63,7 @@ pub(crate) struct Counters {
     pub(crate) loads: AtomicU64,
     pub(crate) load_nanos: AtomicU64,
     pub(crate) waited_across: AtomicU64,
+    pub(crate) storage_faults: AtomicU64,
 }
 
 impl Counters {
@@ -91,6 +92,7 @@ impl Counters {
             loads: get(&self.loads),
             load_time: Duration::from_nanos(get(&self.load_nanos)),
             waited_across: get(&self.waited_across),
+            storage_faults: get(&self.storage_faults),
         }
     }
 }
@@ -125,6 +127,9 @@ pub struct Stats {
     /// Times a computation waited for another process sharing the cache to
     /// finish the same call (cross-process single flight).
     pub waited_across: u64,
+    /// Storage operations that failed (a corrupt entry, Redis down, a full
+    /// disk): each was a miss or a lost write, and a warning.
+    pub storage_faults: u64,
 }
 
 impl Stats {
