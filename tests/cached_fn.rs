@@ -134,7 +134,10 @@ async fn a_failing_storage_degrades_to_computing() {
         let restarted = square(&runs);
         assert_eq!(restarted.call((2,)).await.unwrap(), 4);
         assert_eq!(runs.load(Ordering::SeqCst), 2, "nothing could be stored");
-        assert!(restarted.stats().storage_faults > 0, "and the faults are counted");
+        assert!(
+            restarted.stats().storage_faults > 0,
+            "and the faults are counted"
+        );
     })
     .await;
 }

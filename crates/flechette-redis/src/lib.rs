@@ -5,6 +5,8 @@
 //!   `<prefix>:c:<key>` for call records.
 //! * A call whose lifespan has an `expire_after` gets a Redis expiry at that
 //!   time, so Redis drops it by itself.
+//! * A lookup is one round trip: a script returns the record and the result
+//!   value it names together.
 //! * Cross-instance single flight ([`Coordinator`]): when several instances
 //!   miss one call, one takes a lock (`SET NX PX` on `<prefix>:l:<key>`,
 //!   with a random token), computes and releases it (a token-checked
@@ -277,6 +279,30 @@ impl CallStorage for RedisCalls {
         self.redis.query::<()>(&set).await
     }
 
+    async fn get_with_result(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<(CallRecord, Option<Bytes>)>, StorageError> {
+        let found: Option<Vec<Vec<u8>>> = self
+            .redis
+            .query(
+                redis::cmd("EVAL")
+                    .arg(LOOKUP)
+                    .arg(1)
+                    .arg(self.redis.key('c', key))
+                    .arg(format!("{}:v:", self.redis.prefix)),
+            )
+            .await?;
+        let Some(mut parts) = found else {
+            return Ok(None);
+        };
+        let result = (parts.len() > 1).then(|| Bytes::from(parts.swap_remove(1)));
+        let Some(record) = parts.first().and_then(|b| decoded(key, b)) else {
+            return Ok(None);
+        };
+        Ok(Some((record, result)))
+    }
+
     async fn remove(&self, key: &Digest) -> Result<bool, StorageError> {
         let n: u64 = self
             .redis
@@ -326,6 +352,16 @@ fn token() -> String {
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
+
+/// A lookup in one round trip: the record, and the result value it names
+/// (records are MessagePack maps whose `result` is the value's hex digest).
+const LOOKUP: &str = "local r = redis.call('GET', KEYS[1])
+if not r then return nil end
+local ok, t = pcall(cmsgpack.unpack, r)
+if not ok or type(t) ~= 'table' or type(t['result']) ~= 'string' then return {r} end
+local v = redis.call('GET', ARGV[1] .. t['result'])
+if not v then return {r} end
+return {r, v}";
 
 /// Deletes the lock only if it still holds this token.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";

@@ -242,3 +242,30 @@ async fn an_invalidation_reaches_another_instance_within_a_second() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_lookup_returns_the_record_and_its_result_together() {
+    use flechette_core::storage::CallStorage;
+    let server = Server::start();
+    let redis = Redis::open(&server.url(), "lookup").unwrap();
+    let cache = flechette_core::Cache::new(redis.values(), redis.calls());
+    let result = cache.save_value(&"forty-two").await.unwrap();
+    let record = flechette_core::CallRecord {
+        name: "f".into(),
+        module: "m".into(),
+        version: None,
+        arguments: vec![],
+        result,
+        metadata: Default::default(),
+    };
+    let key = cache.save_record(&record).await.unwrap();
+    let (found, bytes) = redis.calls().get_with_result(&key).await.unwrap().unwrap();
+    assert_eq!(found, record);
+    let bytes = bytes.expect("the result came with the record");
+    assert_eq!(
+        flechette_core::encoding::from_slice::<String>(&bytes).unwrap(),
+        "forty-two"
+    );
+    cache.evict(&key).await.unwrap();
+    assert!(redis.calls().get_with_result(&key).await.unwrap().is_none());
+}

@@ -319,6 +319,34 @@ impl Cache {
         Ok(None)
     }
 
+    /// The record under `key` with its result's encoded bytes (`None` when
+    /// no level has them), in one round trip where the storage can; a hit
+    /// below level 0 is copied into level 0.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn load_with_result(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<(CallRecord, Option<Bytes>)>, CacheError> {
+        for (i, level) in self.inner.levels.iter().enumerate() {
+            if let Some((record, bytes)) = level.calls.get_with_result(key).await? {
+                if i > 0
+                    && let Err(e) = self.backfill(key, &record, i).await
+                {
+                    tracing::warn!(%key, error = %e, "cache stack: could not copy a hit into level 0");
+                }
+                let bytes = match bytes.filter(|b| Digest::of_encoded(b) == record.result) {
+                    Some(bytes) => Some(bytes),
+                    None => self.load_encoded(&record.result).await?,
+                };
+                return Ok(Some((record, bytes)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The call under `key`, lazily: metadata now, values when asked.
     ///
     /// # Errors

@@ -77,6 +77,17 @@ pub trait CallStorage: Send + Sync + 'static {
     /// Stores `record` under `key` (which is `record.key()`); atomic for readers.
     async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError>;
 
+    /// The record under `key` with the encoded bytes of its result, for
+    /// backends that keep both and can fetch them in one round trip (a
+    /// script, a pipeline). The default fetches the record only: `None`
+    /// bytes tell the caller to load the result itself.
+    async fn get_with_result(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<(CallRecord, Option<Bytes>)>, StorageError> {
+        Ok(self.get(key).await?.map(|record| (record, None)))
+    }
+
     /// Removes `key`; `true` when something was removed.
     async fn remove(&self, key: &Digest) -> Result<bool, StorageError>;
 

@@ -541,8 +541,10 @@ where
 
     /// A stored call under `key` that has not expired, with its deadlines.
     async fn stored(&self, cache: &Cache, key: &Digest) -> Option<(T, Deadlines<Instant>, Age)> {
-        let record = match cache.load_record(key).await {
-            Ok(record) => record?,
+        // The record and its result together: one round trip where the
+        // storage can.
+        let (record, bytes) = match cache.load_with_result(key).await {
+            Ok(found) => found?,
             Err(e) => {
                 Counters::count(&self.counters.storage_faults);
                 tracing::warn!(function = %self.ident.name, %key, error = %e, "cache read failed; computing");
@@ -560,7 +562,10 @@ where
         if age == Age::Expired {
             return None;
         }
-        match cache.load_value(&record.result).await {
+        let decoded = bytes
+            .ok_or(CacheError::MissingValue(record.result))
+            .and_then(|b| encoding::from_slice::<T>(&b).map_err(CacheError::from));
+        match decoded {
             Ok(value) => Some((value, deadlines, age)),
             Err(e) => {
                 Counters::count(&self.counters.storage_faults);
