@@ -15,7 +15,7 @@ fn text(e: impl std::fmt::Display) -> String {
 }
 
 pub(crate) async fn run(cli: Cli) -> Outcome {
-    let cache = crate::open::cache(cli.cache.as_deref(), cli.name.as_deref())?;
+    let cache = crate::open::cache(cli.cache.as_deref())?;
     match cli.command {
         Command::Ls(filters) | Command::Query(filters) => {
             table(&cache, &filters, TableOptions::new(), Format::Text).await
@@ -34,7 +34,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
             println!("{}", expand(&cache, &prefix).await?);
             Ok(())
         }
-        Command::Rm { prefix, function } => rm(&cache, prefix, function).await,
+        Command::Rm { prefix, name } => rm(&cache, prefix, name).await,
         Command::Gc => gc(&cache).await,
         Command::Stats => stats(&cache).await,
     }
@@ -42,7 +42,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
 
 fn query(filters: &Filters) -> Result<CallQuery, String> {
     let mut q = CallQuery::new();
-    if let Some(name) = &filters.function {
+    if let Some(name) = &filters.name {
         q = q.name(name.clone());
     }
     if let Some(module) = &filters.module {
@@ -130,7 +130,7 @@ async fn rm(cache: &Cache, prefix: Option<String>, function: Option<String>) -> 
         println!("removed {key}");
         return Ok(());
     }
-    let name = function.ok_or("give a digest prefix or --function NAME")?;
+    let name = function.ok_or("give a digest prefix or --name NAME")?;
     let mut removed = 0;
     for call in cache
         .query(&CallQuery::new().name(name.clone()))

@@ -1,9 +1,8 @@
 //! `flechette`: browse, query and collect a flechette cache.
 //!
 //! The cache is `--cache URL` (`memory:`, `file:DIR`, `sqlite:PATH`,
-//! `redis://HOST:PORT/`), or a
-//! cache named in flechette.toml (`--name NAME`, default: the file's
-//! default cache).
+//! `redis://HOST:PORT/`) or `--cache NAME` of a cache in flechette.toml
+//! (default: the file's default cache).
 
 mod commands;
 mod open;
@@ -16,14 +15,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "flechette", version, about)]
 struct Cli {
-    /// The cache: memory:, file:DIR, sqlite:PATH or redis://HOST:PORT/
-    /// (keys under the prefix "flechette").
-    #[arg(long, global = true, conflicts_with = "name")]
-    cache: Option<String>,
-    /// A cache named in flechette.toml (found in this directory or its
-    /// parents, or named by FLECHETTE_CONFIG).
+    /// The cache: a URL (memory:, file:DIR, sqlite:PATH, or
+    /// redis://HOST:PORT/ with keys under the prefix "flechette"), or the
+    /// name of a cache in flechette.toml (found in this directory or its
+    /// parents, or named by FLECHETTE_CONFIG). Default: the file's default.
     #[arg(long, global = true)]
-    name: Option<String>,
+    cache: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,11 +58,11 @@ enum Command {
     /// Removes calls: one by digest prefix, or every call of a function.
     Rm {
         /// A digest prefix of the call.
-        #[arg(required_unless_present = "function", conflicts_with = "function")]
+        #[arg(required_unless_present = "name", conflicts_with = "name")]
         prefix: Option<String>,
-        /// Remove every call of this function name.
-        #[arg(long = "function")]
-        function: Option<String>,
+        /// Remove every call of the function with this name.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Removes the values no call refers to.
     Gc,
@@ -77,8 +74,8 @@ enum Command {
 #[derive(Debug, Args)]
 struct Filters {
     /// Function name.
-    #[arg(long = "fn")]
-    function: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
     /// Module.
     #[arg(long)]
     module: Option<String>,

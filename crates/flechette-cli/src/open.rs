@@ -3,12 +3,13 @@
 use flechette::Cache;
 use flechette::config::Config;
 
-/// The cache named by `--cache URL`, `--name NAME`, or the configuration's
-/// default. Errors are one line.
-pub(crate) fn cache(url: Option<&str>, name: Option<&str>) -> Result<Cache, String> {
-    if let Some(url) = url {
+/// The cache `--cache` names: a URL (it has a `:`), a cache of the
+/// configuration, or the configuration's default. Errors are one line.
+pub(crate) fn cache(given: Option<&str>) -> Result<Cache, String> {
+    if let Some(url) = given.filter(|g| g.contains(':')) {
         return from_url(url);
     }
+    let name = given;
     let config = Config::discover()
         .map_err(|e| e.to_string())?
         .ok_or("no cache given: use --cache URL, or write a flechette.toml")?;

@@ -73,17 +73,17 @@ async fn ls_query_and_table_filter_and_format() {
     let all = ok(&db, &["ls"]);
     assert_eq!(all.matches("square").count(), 3, "{all}");
     assert_eq!(all.matches("label").count(), 2, "{all}");
-    let one = ok(&db, &["query", "--fn", "square", "--arg", "x=2"]);
+    let one = ok(&db, &["query", "--name", "square", "--arg", "x=2"]);
     assert_eq!(one.matches("square").count(), 1, "{one}");
     let tagged = ok(&db, &["query", "--tag", "project=p1"]);
     assert_eq!(tagged.matches("square").count(), 1, "{tagged}");
     assert!(ok(&db, &["query", "--tag", "project"]).contains("p1"));
-    assert_eq!(ok(&db, &["query", "--fn", "nothing"]).trim(), "no calls");
+    assert_eq!(ok(&db, &["query", "--name", "nothing"]).trim(), "no calls");
 
     let csv = ok(
         &db,
         &[
-            "table", "--fn", "square", "--args", "x", "--result", "--format", "csv",
+            "table", "--name", "square", "--args", "x", "--result", "--format", "csv",
         ],
     );
     let mut lines = csv.lines();
@@ -95,7 +95,7 @@ async fn ls_query_and_table_filter_and_format() {
     let json: serde_json::Value = serde_json::from_str(&ok(
         &db,
         &[
-            "table", "--fn", "label", "--args", "x", "--result", "--format", "json",
+            "table", "--name", "label", "--args", "x", "--result", "--format", "json",
         ],
     ))
     .unwrap();
@@ -110,7 +110,9 @@ async fn show_expand_rm_gc_and_stats() {
     let db = populate(dir.path()).await;
     let csv = ok(
         &db,
-        &["table", "--fn", "square", "--args", "x", "--format", "csv"],
+        &[
+            "table", "--name", "square", "--args", "x", "--format", "csv",
+        ],
     );
     let row = csv.lines().find(|l| l.contains(",3,")).unwrap();
     let prefix = row.split(',').next().unwrap().to_owned();
@@ -131,7 +133,7 @@ async fn show_expand_rm_gc_and_stats() {
     let err = fails(&db, &["show", &prefix]);
     assert!(err.contains("no value or call"), "{err}");
     assert_eq!(
-        ok(&db, &["rm", "--function", "label"]).trim(),
+        ok(&db, &["rm", "--name", "label"]).trim(),
         "removed 2 calls of label"
     );
     let gc = ok(&db, &["gc"]);
@@ -160,4 +162,36 @@ async fn errors_are_one_clear_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a cache URL"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_named_in_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = populate(dir.path()).await;
+    std::fs::write(
+        dir.path().join("flechette.toml"),
+        "default = \"main\"\n[caches.main]\nkind = \"sqlite\"\npath = \"cache.sqlite\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flechette"))
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let by_default = run(&["ls", "--name", "square"]);
+    assert!(by_default.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&by_default.stdout)
+            .matches("square")
+            .count(),
+        3
+    );
+    let by_name = run(&["--cache", "main", "stats"]);
+    assert!(String::from_utf8_lossy(&by_name.stdout).contains("calls: 5"));
+    let unknown = run(&["--cache", "nope", "ls"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown cache \"nope\""));
+    let _ = db;
 }
