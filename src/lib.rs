@@ -29,3 +29,15 @@ pub struct MemoizeDoctests;
 #[doc = include_str!("../docs/concurrency.md")]
 #[cfg(doctest)]
 pub struct ConcurrencyDoctests;
+
+#[doc = include_str!("../docs/backends.md")]
+#[cfg(doctest)]
+pub struct BackendsDoctests;
+
+#[doc = include_str!("../docs/configuration.md")]
+#[cfg(doctest)]
+pub struct ConfigurationDoctests;
+
+#[doc = include_str!("../docs/cli.md")]
+#[cfg(doctest)]
+pub struct CliDoctests;

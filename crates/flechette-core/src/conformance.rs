@@ -277,6 +277,12 @@ pub async fn check_cache(cache: Cache) {
     assert_eq!(lazy.result::<String>().await.unwrap(), "seven");
     assert_eq!(lazy.arguments().get::<u64>("x").await.unwrap(), 7);
     assert!(cache.contains(&key).await.unwrap());
+    let (found, bytes) = cache.load_with_result(&key).await.unwrap().expect("saved");
+    assert_eq!(found, record, "the record comes back with its result");
+    assert_eq!(
+        encoding::from_slice::<String>(&bytes.expect("the result is there")).unwrap(),
+        "seven"
+    );
     for d in [key, arg, result] {
         let short = cache.shrink(&d).await.unwrap();
         assert_eq!(

@@ -58,6 +58,8 @@ pub struct Redis {
 struct Bus {
     tx: tokio::sync::broadcast::Sender<Invalidation>,
     listening: std::sync::Once,
+    /// The SHA of the loaded lookup script.
+    lookup_sha: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -114,6 +116,7 @@ impl Redis {
             bus: Arc::new(Bus {
                 tx: tokio::sync::broadcast::channel(1024).0,
                 listening: std::sync::Once::new(),
+                lookup_sha: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -283,16 +286,7 @@ impl CallStorage for RedisCalls {
         &self,
         key: &Digest,
     ) -> Result<Option<(CallRecord, Option<Bytes>)>, StorageError> {
-        let found: Option<Vec<Vec<u8>>> = self
-            .redis
-            .query(
-                redis::cmd("EVAL")
-                    .arg(LOOKUP)
-                    .arg(1)
-                    .arg(self.redis.key('c', key))
-                    .arg(format!("{}:v:", self.redis.prefix)),
-            )
-            .await?;
+        let found = self.redis.lookup(key).await?;
         let Some(mut parts) = found else {
             return Ok(None);
         };
@@ -413,6 +407,43 @@ impl Coordinator for Redis {
 }
 
 impl Redis {
+    /// Runs the lookup script by its SHA (loading it once, and again after
+    /// a Redis restart forgot it).
+    async fn lookup(&self, key: &Digest) -> Result<Option<Vec<Vec<u8>>>, StorageError> {
+        let head = format!("{}:v:", self.prefix);
+        let sha = match self.bus.lookup_sha.get() {
+            Some(sha) => sha.clone(),
+            None => {
+                let sha: String = self
+                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(LOOKUP))
+                    .await?;
+                let _ = self.bus.lookup_sha.set(sha.clone());
+                sha
+            }
+        };
+        let mut conn = self.conn.clone();
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(&sha).arg(1).arg(self.key('c', key)).arg(&head);
+        let run = evalsha.query_async::<Option<Vec<Vec<u8>>>>(&mut conn);
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.query(
+                    redis::cmd("EVAL")
+                        .arg(LOOKUP)
+                        .arg(1)
+                        .arg(self.key('c', key))
+                        .arg(&head),
+                )
+                .await
+            }
+            Ok(Err(e)) => Err(backend(e)),
+            Err(elapsed) => Err(backend(elapsed)),
+        }
+    }
+
     fn channel(&self) -> String {
         format!("{}:invalidate", self.prefix)
     }

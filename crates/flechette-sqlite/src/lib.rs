@@ -282,6 +282,29 @@ impl CallStorage for SqliteCalls {
         Ok(row.and_then(|(k, b)| decoded(&k, &b)).map(|(_, r)| r))
     }
 
+    async fn get_with_result(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<(CallRecord, Option<Bytes>)>, StorageError> {
+        let hex = key.to_hex();
+        // One query, one trip to the blocking pool: the record and its
+        // result value joined.
+        let row: Option<(String, Vec<u8>, Option<Vec<u8>>)> = self
+            .db
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "SELECT c.key, c.record, v.bytes FROM calls c
+                     LEFT JOIN vals v ON v.digest = c.result WHERE c.key = ?1",
+                )?
+                .query_row([hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+            })
+            .await?;
+        Ok(row.and_then(|(k, record, value)| {
+            decoded(&k, &record).map(|(_, r)| (r, value.map(Bytes::from)))
+        }))
+    }
+
     async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError> {
         let bytes = encode_record(record)?;
         let (key, record) = (*key, record.clone());

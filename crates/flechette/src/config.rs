@@ -45,7 +45,7 @@ pub const ENV_VAR: &str = "FLECHETTE_CONFIG";
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{}: cannot read: {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -54,7 +54,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML, or not the shape of a configuration.
-    #[error("{path}:{line}: {message}")]
+    #[error("{}: {message}", at(path, *line))]
     Malformed {
         /// The file.
         path: PathBuf,
@@ -64,7 +64,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A name that no `[caches.<name>]` defines.
-    #[error("{path}:{line}: unknown cache {name:?}; defined: {known}")]
+    #[error("{}: unknown cache {name:?}; defined: {known}", at(path, *line))]
     UnknownCache {
         /// The file.
         path: PathBuf,
@@ -76,7 +76,7 @@ pub enum ConfigError {
         known: String,
     },
     /// A cache whose kind this build cannot make, or a bad setting.
-    #[error("{path}:{line}: cache {name:?}: {message}")]
+    #[error("{}: cache {name:?}: {message}", at(path, *line))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -88,7 +88,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A cache could not be opened.
-    #[error("{path}: cache {name:?} cannot be opened: {source}")]
+    #[error("{}: cache {name:?} cannot be opened: {source}", path.display())]
     Open {
         /// The file.
         path: PathBuf,
@@ -398,6 +398,15 @@ impl Config {
                 Ok(stack.build())
             }
         }
+    }
+}
+
+/// `file:line`, or `file` when there is no line (a name asked in code).
+fn at(path: &Path, line: usize) -> String {
+    if line == 0 {
+        path.display().to_string()
+    } else {
+        format!("{}:{line}", path.display())
     }
 }
 
