@@ -115,6 +115,23 @@ impl Sqlite {
         .map_err(backend)
     }
 
+    /// The digests `sql` (a range query on a hex column) lists for `prefix`.
+    async fn list(
+        &self,
+        sql: &'static str,
+        prefix: Option<&DigestPrefix>,
+    ) -> Result<Vec<Digest>, StorageError> {
+        let (lo, hi) = prefix_range(prefix);
+        let hexes = self
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
+                rows.collect()
+            })
+            .await?;
+        Ok(parse_digests(hexes))
+    }
+
     /// Stores many records in one transaction.
     ///
     /// # Errors
@@ -236,17 +253,12 @@ impl ValueStorage for SqliteValues {
     }
 
     async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {
-        let (lo, hi) = prefix_range(prefix);
-        let hexes = self
-            .db
-            .run(move |conn| {
-                let mut stmt =
-                    conn.prepare("SELECT digest FROM vals WHERE digest >= ?1 AND digest < ?2")?;
-                let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
-                rows.collect()
-            })
-            .await?;
-        Ok(parse_digests(hexes))
+        self.db
+            .list(
+                "SELECT digest FROM vals WHERE digest >= ?1 AND digest < ?2",
+                prefix,
+            )
+            .await
     }
 }
 
@@ -330,17 +342,9 @@ impl CallStorage for SqliteCalls {
     }
 
     async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {
-        let (lo, hi) = prefix_range(prefix);
-        let hexes = self
-            .db
-            .run(move |conn| {
-                let mut stmt =
-                    conn.prepare("SELECT key FROM calls WHERE key >= ?1 AND key < ?2")?;
-                let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
-                rows.collect()
-            })
-            .await?;
-        Ok(parse_digests(hexes))
+        self.db
+            .list("SELECT key FROM calls WHERE key >= ?1 AND key < ?2", prefix)
+            .await
     }
 
     async fn query(&self, query: &CallQuery) -> Result<Vec<(Digest, CallRecord)>, StorageError> {

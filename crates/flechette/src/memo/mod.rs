@@ -497,14 +497,7 @@ where
                     if let Some((value, deadlines, Age::Fresh)) = self.stored(cache, call_key).await
                     {
                         let _ = coordinator.release(call_key, &lease).await;
-                        self.promote(
-                            &guard.key,
-                            &guard.flight,
-                            call_key,
-                            value.clone(),
-                            deadlines,
-                        );
-                        guard.flight.publish(Ok(value));
+                        self.serve(guard, call_key, value, deadlines);
                         return Across::Served;
                     }
                     return Across::Lead(Some(lease));
@@ -518,14 +511,7 @@ where
                     }
                     if let Some((value, deadlines, Age::Fresh)) = self.stored(cache, call_key).await
                     {
-                        self.promote(
-                            &guard.key,
-                            &guard.flight,
-                            call_key,
-                            value.clone(),
-                            deadlines,
-                        );
-                        guard.flight.publish(Ok(value));
+                        self.serve(guard, call_key, value, deadlines);
                         return Across::Served;
                     }
                     // The holder failed or its result is gone: try to take over.
@@ -537,6 +523,24 @@ where
                 }
             }
         }
+    }
+
+    /// Answers the flight with a value another process stored.
+    fn serve(
+        &self,
+        guard: &FlightGuard<A, T, E>,
+        call_key: &Digest,
+        value: T,
+        deadlines: Deadlines<Instant>,
+    ) {
+        self.promote(
+            &guard.key,
+            &guard.flight,
+            call_key,
+            value.clone(),
+            deadlines,
+        );
+        guard.flight.publish(Ok(value));
     }
 
     /// A stored call under `key` that has not expired, with its deadlines.
