@@ -1,5 +1,7 @@
 //! Lookups on a warm key through the SQLite and Redis backends, against a
 //! raw rusqlite point query and a raw Redis GET of the same bytes.
+//! Each side's median latency is taken over single lookups interleaved
+//! with the other side's.
 //!
 //! `cargo bench -p flechette-benches --bench backends` prints the medians
 //! and `ratio flechette_sqlite/raw_sqlite = X.XX` and
@@ -21,8 +23,6 @@ use std::time::{Duration, Instant};
 use flechette::storage::CallStorage;
 use flechette::{Cache, CallRecord, Digest};
 
-const LOOKUPS: u32 = 2_000;
-
 async fn save_call(cache: &Cache) -> (Digest, Digest) {
     let arg = cache.save_value(&42u64).await.unwrap();
     let result = cache
@@ -40,19 +40,36 @@ async fn save_call(cache: &Cache) -> (Digest, Digest) {
     (cache.save_record(&record).await.unwrap(), result)
 }
 
-async fn time<F, Fut>(mut f: F) -> Duration
+/// Median latency of each of two lookups, sampled one lookup at a time and
+/// interleaved (the order alternating), so both see the same machine: a
+/// busy moment slows a few samples of each, not a whole block of one.
+async fn paired<A, AF, B, BF>(lookups: u32, mut ours: A, mut theirs: B) -> (Duration, Duration)
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    A: FnMut() -> AF,
+    AF: std::future::Future<Output = ()>,
+    B: FnMut() -> BF,
+    BF: std::future::Future<Output = ()>,
 {
-    let start = Instant::now();
-    for _ in 0..LOOKUPS {
-        f().await;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..lookups {
+        if i % 2 == 0 {
+            a.push(sample(ours()).await);
+            b.push(sample(theirs()).await);
+        } else {
+            b.push(sample(theirs()).await);
+            a.push(sample(ours()).await);
+        }
     }
-    start.elapsed() / LOOKUPS
+    (support::median(a), support::median(b))
 }
 
-async fn sqlite(rounds: usize) -> (Duration, Duration) {
+async fn sample(lookup: impl std::future::Future<Output = ()>) -> Duration {
+    let start = Instant::now();
+    lookup.await;
+    start.elapsed()
+}
+
+async fn sqlite(lookups: u32) -> (Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.sqlite");
     let db = flechette::sqlite::Sqlite::open(&path).unwrap();
@@ -61,38 +78,32 @@ async fn sqlite(rounds: usize) -> (Duration, Duration) {
     let raw = Arc::new(Mutex::new(rusqlite::Connection::open(&path).unwrap()));
     let hex = result.to_hex();
     let calls = db.calls();
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        ours.push(
-            time(|| async {
-                black_box(calls.get_with_result(&key).await.unwrap().unwrap());
-            })
-            .await,
-        );
-        theirs.push(
-            time(|| {
-                let (raw, hex) = (raw.clone(), hex.clone());
-                async move {
-                    let bytes: Vec<u8> = tokio::task::spawn_blocking(move || {
-                        raw.lock()
-                            .unwrap()
-                            .prepare_cached("SELECT bytes FROM vals WHERE digest = ?1")
-                            .unwrap()
-                            .query_row([hex], |r| r.get(0))
-                            .unwrap()
-                    })
-                    .await
-                    .unwrap();
-                    black_box(bytes);
-                }
-            })
-            .await,
-        );
-    }
-    (support::median(ours), support::median(theirs))
+    paired(
+        lookups,
+        || async {
+            black_box(calls.get_with_result(&key).await.unwrap().unwrap());
+        },
+        || {
+            let (raw, hex) = (raw.clone(), hex.clone());
+            async move {
+                let bytes: Vec<u8> = tokio::task::spawn_blocking(move || {
+                    raw.lock()
+                        .unwrap()
+                        .prepare_cached("SELECT bytes FROM vals WHERE digest = ?1")
+                        .unwrap()
+                        .query_row([hex], |r| r.get(0))
+                        .unwrap()
+                })
+                .await
+                .unwrap();
+                black_box(bytes);
+            }
+        },
+    )
+    .await
 }
 
-async fn redis(rounds: usize) -> Option<(Duration, Duration)> {
+async fn redis(lookups: u32) -> Option<(Duration, Duration)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
@@ -122,49 +133,45 @@ async fn redis(rounds: usize) -> Option<(Duration, Duration)> {
     let client = redis::Client::open(url.as_str()).unwrap();
     let conn = client.get_multiplexed_async_connection().await.unwrap();
     let value_key = format!("bench:v:{result}");
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        ours.push(
-            time(|| async {
-                black_box(calls.get_with_result(&key).await.unwrap().unwrap());
-            })
-            .await,
-        );
-        theirs.push(
-            time(|| {
-                let (mut conn, value_key) = (conn.clone(), value_key.clone());
-                async move {
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(value_key)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
-                    black_box(bytes);
-                }
-            })
-            .await,
-        );
-    }
+    let times = paired(
+        lookups,
+        || async {
+            black_box(calls.get_with_result(&key).await.unwrap().unwrap());
+        },
+        || {
+            let (mut conn, value_key) = (conn.clone(), value_key.clone());
+            async move {
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(value_key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                black_box(bytes);
+            }
+        },
+    )
+    .await;
     let _ = server.kill();
     let _ = server.wait();
-    Some((support::median(ours), support::median(theirs)))
+    Some(times)
 }
 
 fn main() {
-    let rounds = if std::env::args().any(|a| a == "--bench") {
-        7
+    // `cargo test --benches` passes no `--bench`: a short smoke run.
+    let lookups = if std::env::args().any(|a| a == "--bench") {
+        20_000
     } else {
-        1
+        200
     };
     let rt = support::two_workers();
     rt.block_on(async {
-        let (ours, raw) = sqlite(rounds).await;
+        let (ours, raw) = sqlite(lookups).await;
         println!("sqlite lookup: flechette {ours:?}, raw rusqlite point query {raw:?}");
         println!(
             "ratio flechette_sqlite/raw_sqlite = {:.2}",
             ours.as_secs_f64() / raw.as_secs_f64()
         );
-        match redis(rounds).await {
+        match redis(lookups).await {
             Some((ours, raw)) => {
                 println!("redis lookup: flechette {ours:?}, raw GET {raw:?}");
                 println!(

@@ -269,3 +269,56 @@ async fn a_lookup_returns_the_record_and_its_result_together() {
     cache.evict(&key).await.unwrap();
     assert!(redis.calls().get_with_result(&key).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn damaged_stored_calls_read_as_misses() {
+    use flechette_core::storage::CallStorage;
+    let server = Server::start();
+    let redis = Redis::open(&server.url(), "damaged").unwrap();
+    let cache = flechette_core::Cache::new(redis.values(), redis.calls());
+    let result = cache.save_value(&"forty-two").await.unwrap();
+    let other = cache.save_value(&"something else").await.unwrap();
+    let record = flechette_core::CallRecord {
+        name: "f".into(),
+        module: "m".into(),
+        version: None,
+        arguments: vec![],
+        result,
+        metadata: Default::default(),
+    };
+    let key = cache.save_record(&record).await.unwrap();
+    let raw_key = format!("damaged:c:{key}");
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(&raw_key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(&stored[..64], result.to_hex().as_bytes(), "header first");
+
+    let mut wrong_header = other.to_hex().into_bytes();
+    wrong_header.extend_from_slice(&stored[64..]);
+    let damaged: [Vec<u8>; 4] = [
+        stored[..10].to_vec(),                         // shorter than the header
+        stored[..stored.len() - 5].to_vec(),           // truncated record
+        wrong_header,                                  // header names another result
+        [&stored[..64], &b"\xc1garbage"[..]].concat(), // not MessagePack
+    ];
+    for bytes in damaged {
+        let () = redis::cmd("SET")
+            .arg(&raw_key)
+            .arg(bytes)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(redis.calls().get(&key).await.unwrap().is_none());
+        assert!(redis.calls().get_with_result(&key).await.unwrap().is_none());
+    }
+    // Stored again, the call is whole.
+    cache.save_record(&record).await.unwrap();
+    assert_eq!(redis.calls().get(&key).await.unwrap(), Some(record));
+}
