@@ -1,7 +1,9 @@
 //! The flechette command against a populated SQLite cache.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use assert_cmd::Command;
 
 use flechette::{CachedFn, tags};
 
@@ -34,28 +36,22 @@ async fn populate(dir: &Path) -> PathBuf {
     path
 }
 
-fn flechette(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flechette"))
+fn flechette(db: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("flechette")
+        .unwrap()
         .arg("--cache")
         .arg(format!("sqlite:{}", db.display()))
         .args(args)
-        .output()
-        .unwrap()
+        .assert()
 }
 
 fn ok(db: &Path, args: &[&str]) -> String {
-    let out = flechette(db, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out: Output = flechette(db, args).success().get_output().clone();
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn fails(db: &Path, args: &[&str]) -> String {
-    let out = flechette(db, args);
-    assert!(!out.status.success(), "{args:?} should fail");
+    let out = flechette(db, args).failure().code(1).get_output().clone();
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         !err.contains("panicked"),
@@ -156,12 +152,12 @@ async fn errors_are_one_clear_line() {
     assert!(fails(&db, &["query", "--arg", "x=ada"]).contains("not JSON"));
     let missing = dir.path().join("absent.sqlite");
     assert!(fails(&missing, &["ls"]).contains("not a SQLite cache file"));
-    let out = Command::new(env!("CARGO_BIN_EXE_flechette"))
+    Command::cargo_bin("flechette")
+        .unwrap()
         .args(["--cache", "ftp://x", "ls"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a cache URL"));
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("not a cache URL"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,24 +170,24 @@ async fn a_cache_named_in_the_configuration() {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_flechette"))
+        Command::cargo_bin("flechette")
+            .unwrap()
             .current_dir(dir.path())
             .args(args)
-            .output()
-            .unwrap()
+            .assert()
     };
-    let by_default = run(&["ls", "--name", "square"]);
-    assert!(by_default.status.success());
+    let by_default = run(&["ls", "--name", "square"]).success();
     assert_eq!(
-        String::from_utf8_lossy(&by_default.stdout)
+        String::from_utf8_lossy(&by_default.get_output().stdout)
             .matches("square")
             .count(),
         3
     );
-    let by_name = run(&["--cache", "main", "stats"]);
-    assert!(String::from_utf8_lossy(&by_name.stdout).contains("calls: 5"));
-    let unknown = run(&["--cache", "nope", "ls"]);
-    assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown cache \"nope\""));
+    run(&["--cache", "main", "stats"])
+        .success()
+        .stdout(predicates::str::contains("calls: 5"));
+    run(&["--cache", "nope", "ls"])
+        .failure()
+        .stderr(predicates::str::contains("unknown cache \"nope\""));
     let _ = db;
 }
