@@ -30,6 +30,8 @@ mod cached_fn;
 mod call;
 pub mod config;
 mod error;
+#[cfg(feature = "tower")]
+pub mod layer;
 mod memo;
 mod scope;
 mod task;
