@@ -98,7 +98,7 @@ impl Counters {
 }
 
 /// A snapshot of what a cached function has done since it was built.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Calls answered from the in-process tier with a fresh value.
