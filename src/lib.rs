@@ -22,9 +22,25 @@ pub struct StorageDoctests;
 #[cfg(doctest)]
 pub struct QueryDoctests;
 
+#[doc = include_str!("../docs/lazy-loading.md")]
+#[cfg(doctest)]
+pub struct LazyLoadingDoctests;
+
+#[doc = include_str!("../docs/cache-stacks.md")]
+#[cfg(doctest)]
+pub struct CacheStacksDoctests;
+
 #[doc = include_str!("../docs/memoize.md")]
 #[cfg(doctest)]
 pub struct MemoizeDoctests;
+
+#[doc = include_str!("../docs/invalidation.md")]
+#[cfg(doctest)]
+pub struct InvalidationDoctests;
+
+#[doc = include_str!("../docs/macro.md")]
+#[cfg(doctest)]
+pub struct MacroDoctests;
 
 #[doc = include_str!("../docs/concurrency.md")]
 #[cfg(doctest)]
@@ -41,3 +57,11 @@ pub struct ConfigurationDoctests;
 #[doc = include_str!("../docs/cli.md")]
 #[cfg(doctest)]
 pub struct CliDoctests;
+
+#[doc = include_str!("../docs/tower.md")]
+#[cfg(doctest)]
+pub struct TowerDoctests;
+
+#[doc = include_str!("../docs/benchmarks.md")]
+#[cfg(doctest)]
+pub struct BenchmarksDoctests;
