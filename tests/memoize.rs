@@ -636,3 +636,162 @@ async fn a_lifespan_too_long_to_represent_means_forever() {
     assert_eq!(f.call(()).await.unwrap(), 1);
     assert_eq!(f.stats().loads, 1);
 }
+
+/// Call storage whose `remove` (or, with `hold_put`, `put`) does its work
+/// at once but answers only when let go: the windows in which an
+/// invalidation has evicted but not yet marked the running computations,
+/// or a computation has written its record but not yet checked its mark.
+struct SlowRemove {
+    inner: flechette::storage::MemoryCalls,
+    gate: Arc<Notify>,
+    removing: Arc<Notify>,
+    hold_put: bool,
+}
+
+#[flechette::storage::async_trait]
+impl flechette::storage::CallStorage for SlowRemove {
+    async fn get(
+        &self,
+        key: &flechette::Digest,
+    ) -> Result<Option<flechette::CallRecord>, flechette::storage::StorageError> {
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &flechette::Digest,
+        record: &flechette::CallRecord,
+    ) -> Result<(), flechette::storage::StorageError> {
+        let put = self.inner.put(key, record).await;
+        if self.hold_put {
+            self.removing.notify_one();
+            self.gate.notified().await;
+        }
+        put
+    }
+    async fn remove(
+        &self,
+        key: &flechette::Digest,
+    ) -> Result<bool, flechette::storage::StorageError> {
+        let removed = self.inner.remove(key).await;
+        if !self.hold_put {
+            self.removing.notify_one();
+            self.gate.notified().await;
+        }
+        removed
+    }
+    async fn list(
+        &self,
+        prefix: Option<&flechette::DigestPrefix>,
+    ) -> Result<Vec<flechette::Digest>, flechette::storage::StorageError> {
+        self.inner.list(prefix).await
+    }
+    async fn query(
+        &self,
+        query: &flechette::CallQuery,
+    ) -> Result<Vec<(flechette::Digest, flechette::CallRecord)>, flechette::storage::StorageError>
+    {
+        self.inner.query(query).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_computation_finishing_while_the_invalidation_evicts_is_not_kept() {
+    let (gate, removing) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let calls = SlowRemove {
+        inner: flechette::storage::MemoryCalls::default(),
+        gate: gate.clone(),
+        removing: removing.clone(),
+        hold_put: false,
+    };
+    let cache = Cache::from_storage(
+        Arc::new(flechette::storage::MemoryValues::default()),
+        Arc::new(calls),
+    );
+    let release = Arc::new(Notify::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (r, n) = (release.clone(), runs.clone());
+    let f = CachedFn::builder("racy")
+        .args(["x"])
+        .cache(cache.clone())
+        .build(move |(x,): (u8,)| {
+            let (r, n) = (r.clone(), n.clone());
+            async move {
+                let run = n.fetch_add(1, Ordering::SeqCst) + 1;
+                if run == 1 {
+                    r.notified().await;
+                }
+                format!("{x}-run{run}")
+            }
+        });
+    let first = tokio::spawn({
+        let f = f.clone();
+        async move { f.call((1,)).await }
+    });
+    sleep(MS).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "in flight");
+    // The invalidation evicts (nothing stored yet) and is held there.
+    let invalidation = tokio::spawn({
+        let f = f.clone();
+        async move { f.invalidate((1,)).await }
+    });
+    removing.notified().await;
+    // Meanwhile the computation finishes and stores its result.
+    release.notify_one();
+    assert_eq!(first.await.unwrap().unwrap(), "1-run1");
+    settle().await;
+    // The invalidation completes; the result computed before it must go.
+    gate.notify_waiters();
+    gate.notify_one();
+    let _ = invalidation.await.unwrap();
+    settle().await;
+    assert!(
+        !f.contains((1,)).await.unwrap(),
+        "a result computed before the invalidation stayed stored"
+    );
+    assert_eq!(f.call((1,)).await.unwrap(), "1-run2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalidation_waits_for_a_store_under_way() {
+    let (gate, writing) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let calls = SlowRemove {
+        inner: flechette::storage::MemoryCalls::default(),
+        gate: gate.clone(),
+        removing: writing.clone(),
+        hold_put: true,
+    };
+    let cache = Cache::from_storage(
+        Arc::new(flechette::storage::MemoryValues::default()),
+        Arc::new(calls),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = runs.clone();
+    let f = CachedFn::builder("stored_late")
+        .args(["x"])
+        .cache(cache.clone())
+        .build(move |(x,): (u8,)| {
+            let run = n.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { format!("{x}-run{run}") }
+        });
+    let first = tokio::spawn({
+        let f = f.clone();
+        async move { f.call((1,)).await }
+    });
+    // The computation has written its record and is held before its check.
+    writing.notified().await;
+    let invalidation = tokio::spawn({
+        let f = f.clone();
+        async move { f.invalidate((1,)).await }
+    });
+    settle().await;
+    assert!(
+        !invalidation.is_finished(),
+        "the invalidation returned while the invalidated result was being stored"
+    );
+    gate.notify_one();
+    assert_eq!(first.await.unwrap().unwrap(), "1-run1");
+    invalidation.await.unwrap().unwrap();
+    assert!(!f.contains((1,)).await.unwrap());
+    gate.notify_one(); // for the next computation's record
+    assert_eq!(f.call((1,)).await.unwrap(), "1-run2");
+}

@@ -77,22 +77,29 @@ impl<K: Hash + Eq, F: Invalidate> FlightTable<K, F> {
         }
     }
 
-    /// Invalidates the flights whose key passes `pred`.
-    pub(crate) fn invalidate_where(&mut self, pred: impl Fn(&K) -> bool) {
+    /// Invalidates the flights whose key passes `pred`; returns them.
+    pub(crate) fn invalidate_where(&mut self, pred: impl Fn(&K) -> bool) -> Vec<Arc<F>> {
+        let mut marked = Vec::new();
         self.flights.retain(|k, f| {
             let hit = pred(k);
             if hit {
                 f.invalidate();
+                marked.push(Arc::clone(f));
             }
             !hit
         });
+        marked
     }
 
-    /// Invalidates every flight.
-    pub(crate) fn invalidate_all(&mut self) {
-        for (_, f) in self.flights.drain() {
-            f.invalidate();
-        }
+    /// Invalidates every flight; returns them.
+    pub(crate) fn invalidate_all(&mut self) -> Vec<Arc<F>> {
+        self.flights
+            .drain()
+            .map(|(_, f)| {
+                f.invalidate();
+                f
+            })
+            .collect()
     }
 }
 

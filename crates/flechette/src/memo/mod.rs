@@ -60,6 +60,10 @@ pub(crate) struct Flight<T, E> {
     id: u64,
     outcome: watch::Sender<Option<Outcome<T, E>>>,
     mark: Mark,
+    /// Held while the result is stored: an invalidation waits for a store
+    /// under way before it evicts, so it never returns with the
+    /// invalidated result still in storage.
+    storing: tokio::sync::Mutex<()>,
 }
 
 static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(1);
@@ -70,6 +74,7 @@ impl<T, E> Flight<T, E> {
             id: NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed),
             outcome: watch::Sender::new(None),
             mark: Mark::default(),
+            storing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -665,6 +670,10 @@ where
         record: &CallRecord,
         values: Vec<(Digest, Bytes)>,
     ) {
+        let _storing = flight.storing.lock().await;
+        if flight.mark.is_set() {
+            return;
+        }
         let freshness = self.freshness(&value);
         let now = Instant::now();
         let deadlines = Deadlines {
@@ -800,12 +809,21 @@ where
         let mut bytes = ArgBytes::new();
         encoding::write_to(args, &mut Buf(&mut bytes))?;
         let call_key = self.key_of(&args.digests()?);
-        // Storage first: a flight that starts after this finds nothing old
-        // to promote; flights already running are marked below.
+        let forget = || {
+            let marked = lock(&self.flights).invalidate_where(|k| *k.args == *bytes);
+            self.hot.remove_args(&bytes);
+            marked
+        };
+        // Mark the running flights, and wait for any that is storing its
+        // result: from then on none of them writes, and the eviction takes
+        // whatever they wrote. Mark again after: a flight started meanwhile
+        // may have read the old record, and must not promote it.
+        for flight in forget() {
+            drop(flight.storing.lock().await);
+        }
         let cache = self.cache();
         let evicted = cache.evict(&call_key).await;
-        lock(&self.flights).invalidate_where(|k| *k.args == *bytes);
-        self.hot.remove_args(&bytes);
+        forget();
         self.announce(&cache, Some(call_key)).await;
         evicted
     }
@@ -817,6 +835,16 @@ where
         &self,
         query: flechette_core::CallQuery,
     ) -> Result<usize, CacheError> {
+        let forget = || {
+            let marked = lock(&self.flights).invalidate_all();
+            self.hot.clear();
+            marked
+        };
+        // As in `invalidate`: mark running flights and wait for their
+        // stores before the evictions, and mark again after.
+        for flight in forget() {
+            drop(flight.storing.lock().await);
+        }
         let cache = self.cache();
         let mut evicted = 0;
         let mut outcome = Ok(());
@@ -834,8 +862,7 @@ where
             }
         }
         // Whatever storage did, the process forgets, and tells the others.
-        lock(&self.flights).invalidate_all();
-        self.hot.clear();
+        forget();
         self.announce(&cache, None).await;
         outcome.map(|()| evicted)
     }
