@@ -159,15 +159,18 @@ async fn a_panicking_computation_fails_its_waiters_and_does_not_poison_the_key()
     assert_eq!(f.stats().failures, 1, "the panic is counted");
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_invalidation_during_a_computation_wins() {
+/// `f(x) = "x-run<n>"`, whose first computation waits for the returned
+/// `Notify`; the counter counts computations.
+fn held_first_run(
+    name: &str,
+    cache: Cache,
+) -> (CachedFn<(u8,), String>, Arc<Notify>, Arc<AtomicUsize>) {
     let release = Arc::new(Notify::new());
     let runs = Arc::new(AtomicUsize::new(0));
     let (r, n) = (release.clone(), runs.clone());
-    let cache = Cache::memory();
-    let f = CachedFn::builder("late")
+    let f = CachedFn::builder(name)
         .args(["x"])
-        .cache(cache.clone())
+        .cache(cache)
         .build(move |(x,): (u8,)| {
             let (r, n) = (r.clone(), n.clone());
             async move {
@@ -178,6 +181,12 @@ async fn an_invalidation_during_a_computation_wins() {
                 format!("{x}-run{run}")
             }
         });
+    (f, release, runs)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalidation_during_a_computation_wins() {
+    let (f, release, runs) = held_first_run("late", Cache::memory());
     let first = tokio::spawn({
         let f = f.clone();
         async move { f.call((1,)).await }
@@ -707,22 +716,7 @@ async fn a_computation_finishing_while_the_invalidation_evicts_is_not_kept() {
         Arc::new(flechette::storage::MemoryValues::default()),
         Arc::new(calls),
     );
-    let release = Arc::new(Notify::new());
-    let runs = Arc::new(AtomicUsize::new(0));
-    let (r, n) = (release.clone(), runs.clone());
-    let f = CachedFn::builder("racy")
-        .args(["x"])
-        .cache(cache.clone())
-        .build(move |(x,): (u8,)| {
-            let (r, n) = (r.clone(), n.clone());
-            async move {
-                let run = n.fetch_add(1, Ordering::SeqCst) + 1;
-                if run == 1 {
-                    r.notified().await;
-                }
-                format!("{x}-run{run}")
-            }
-        });
+    let (f, release, runs) = held_first_run("racy", cache);
     let first = tokio::spawn({
         let f = f.clone();
         async move { f.call((1,)).await }

@@ -243,12 +243,10 @@ async fn an_invalidation_reaches_another_instance_within_a_second() {
     }
 }
 
-#[tokio::test]
-async fn a_lookup_returns_the_record_and_its_result_together() {
-    use flechette_core::storage::CallStorage;
-    let server = Server::start();
-    let redis = Redis::open(&server.url(), "lookup").unwrap();
-    let cache = flechette_core::Cache::new(redis.values(), redis.calls());
+/// Stores the call `m::f() = "forty-two"`; its key and record.
+async fn store_forty_two(
+    cache: &flechette_core::Cache,
+) -> (flechette_core::Digest, flechette_core::CallRecord) {
     let result = cache.save_value(&"forty-two").await.unwrap();
     let record = flechette_core::CallRecord {
         name: "f".into(),
@@ -258,7 +256,16 @@ async fn a_lookup_returns_the_record_and_its_result_together() {
         result,
         metadata: Default::default(),
     };
-    let key = cache.save_record(&record).await.unwrap();
+    (cache.save_record(&record).await.unwrap(), record)
+}
+
+#[tokio::test]
+async fn a_lookup_returns_the_record_and_its_result_together() {
+    use flechette_core::storage::CallStorage;
+    let server = Server::start();
+    let redis = Redis::open(&server.url(), "lookup").unwrap();
+    let cache = flechette_core::Cache::new(redis.values(), redis.calls());
+    let (key, record) = store_forty_two(&cache).await;
     let (found, bytes) = redis.calls().get_with_result(&key).await.unwrap().unwrap();
     assert_eq!(found, record);
     let bytes = bytes.expect("the result came with the record");
@@ -276,17 +283,9 @@ async fn damaged_stored_calls_read_as_misses() {
     let server = Server::start();
     let redis = Redis::open(&server.url(), "damaged").unwrap();
     let cache = flechette_core::Cache::new(redis.values(), redis.calls());
-    let result = cache.save_value(&"forty-two").await.unwrap();
+    let (key, record) = store_forty_two(&cache).await;
+    let result = record.result;
     let other = cache.save_value(&"something else").await.unwrap();
-    let record = flechette_core::CallRecord {
-        name: "f".into(),
-        module: "m".into(),
-        version: None,
-        arguments: vec![],
-        result,
-        metadata: Default::default(),
-    };
-    let key = cache.save_record(&record).await.unwrap();
     let raw_key = format!("damaged:c:{key}");
     let mut raw = redis::Client::open(server.url())
         .unwrap()
