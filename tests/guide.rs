@@ -22,9 +22,9 @@
 //! output varies).
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 struct Block {
     file: PathBuf,
@@ -145,19 +145,23 @@ fn example_binary(name: &str) -> PathBuf {
 struct Redis {
     child: Child,
     url: String,
+    /// The server's log, kept open for as long as it runs.
+    _log: std::io::Lines<BufReader<ChildStdout>>,
 }
 
 impl Redis {
+    /// Starts the server and waits for it to say it is ready (its log,
+    /// not a clock).
     fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -165,14 +169,16 @@ impl Redis {
                      install Debian's package with `apt-get install redis-server` (.ci/run does)"
                 )
             });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = log
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Ready to accept connections"));
+        assert!(ready, "redis-server exited before it was ready");
         Self {
             child,
             url: format!("redis://127.0.0.1:{port}/"),
+            _log: log,
         }
     }
 }

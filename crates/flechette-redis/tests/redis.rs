@@ -1,8 +1,9 @@
 //! Redis storage against a real `redis-server` on 127.0.0.1, started here:
 //! the conformance suite, and a server that dies and comes back.
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ use flechette_redis::Redis;
 struct Server {
     port: u16,
     child: Option<Child>,
+    /// The server's log, kept open for as long as it runs.
+    log: Option<std::io::Lines<BufReader<ChildStdout>>>,
 }
 
 impl Server {
@@ -22,7 +25,11 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port,
+            child: None,
+            log: None,
+        };
         server.restart();
         server
     }
@@ -31,11 +38,13 @@ impl Server {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Starts the server and waits for it to say it is ready (its log, not
+    /// a clock).
     fn restart(&mut self) {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
@@ -44,16 +53,14 @@ impl Server {
                      install Debian's package with `apt-get install redis-server` (.ci/run does)"
                 )
             });
+        let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = log
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Ready to accept connections"));
+        assert!(ready, "redis-server did not start on port {}", self.port);
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.log = Some(log);
     }
 
     fn kill(&mut self) {
@@ -61,6 +68,7 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.log = None;
     }
 }
 
