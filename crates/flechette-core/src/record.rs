@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::Digest;
-use crate::digest::call_digest;
 
 /// A point in wall-clock time: microseconds since the Unix epoch.
 ///
@@ -164,32 +163,84 @@ impl CallRecord {
 }
 
 /// The key of a call from its identity.
+///
+/// The identity is hashed as the canonical encoding of the map `{name,
+/// module, version, arguments}` (arguments as `[name, digest]` pairs),
+/// written straight into the hasher in canonical order: fields sorted by
+/// their encoded names, which puts the shorter names first.
 pub fn call_key<N: AsRef<str>>(
     name: &str,
     module: &str,
     version: Option<&str>,
     arguments: &[(N, Digest)],
 ) -> Digest {
-    #[derive(Serialize)]
-    struct Identity<'a> {
-        name: &'a str,
-        module: &'a str,
-        version: Option<&'a str>,
-        arguments: Vec<(&'a str, &'a Digest)>,
+    use crate::encoding::wire;
+    let mut sink = crate::encoding::HashSink::new(crate::digest::CALL_DOMAIN);
+    wire::map_header(&mut sink, 4);
+    wire::string(&mut sink, "name");
+    wire::string(&mut sink, name);
+    wire::string(&mut sink, "module");
+    wire::string(&mut sink, module);
+    wire::string(&mut sink, "version");
+    match version {
+        Some(v) => wire::string(&mut sink, v),
+        None => wire::nil(&mut sink),
     }
-    let identity = Identity {
-        name,
-        module,
-        version,
-        arguments: arguments.iter().map(|(n, d)| (n.as_ref(), d)).collect(),
-    };
-    // Strings and digests always encode; there is no error to report.
-    call_digest(&identity).unwrap_or(Digest::from_bytes([0; 32]))
+    wire::string(&mut sink, "arguments");
+    wire::array_header(&mut sink, arguments.len());
+    for (n, d) in arguments {
+        wire::array_header(&mut sink, 2);
+        wire::string(&mut sink, n.as_ref());
+        wire::string(&mut sink, d.hex().as_str());
+    }
+    Digest::from_bytes(sink.finish())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written encoding in `call_key` is the canonical encoding
+    /// of the identity struct.
+    #[test]
+    fn call_key_is_the_canonical_identity() {
+        #[derive(Serialize)]
+        struct Identity<'a> {
+            name: &'a str,
+            module: &'a str,
+            version: Option<&'a str>,
+            arguments: Vec<(&'a str, &'a Digest)>,
+        }
+        let x = crate::digest(&1u8).unwrap();
+        let long = "n".repeat(40);
+        let many: Vec<(String, Digest)> = (0..20).map(|i| (format!("a{i}"), x)).collect();
+        type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<(String, Digest)>);
+        let cases: [Case<'_>; 4] = [
+            ("f", "m", None, vec![]),
+            ("f", "m", Some("2"), vec![("x".into(), x)]),
+            (
+                &long,
+                "app::deep::module",
+                Some(""),
+                vec![(long.clone(), x)],
+            ),
+            ("g", "", None, many),
+        ];
+        for (name, module, version, arguments) in &cases {
+            let identity = Identity {
+                name,
+                module,
+                version: *version,
+                arguments: arguments.iter().map(|(n, d)| (n.as_str(), d)).collect(),
+            };
+            assert_eq!(
+                call_key(name, module, *version, arguments),
+                crate::digest::call_digest(&identity).unwrap(),
+                "{name} {module} {version:?} {}",
+                arguments.len()
+            );
+        }
+    }
 
     fn record() -> CallRecord {
         CallRecord {

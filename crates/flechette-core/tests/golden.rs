@@ -110,3 +110,27 @@ fn large_byte_vectors_encode_as_one_byte_string() {
     assert_eq!(&bytes[..5], &[0xc6, 0, 1, 0x11, 0x70]);
     assert_eq!(bytes.len(), 70_005);
 }
+
+/// Call keys name stored calls in every backend: a change of this vector
+/// orphans every cache written before it.
+#[test]
+fn call_keys_are_stable() {
+    let x = digest(&42u64).unwrap();
+    let s = digest("fib").unwrap();
+    let key = flechette_core::call_key("fib", "app::math", None, &[("n", x), ("label", s)]);
+    assert_eq!(
+        key.to_string(),
+        "b1cd9b01d5f88a8a77ec3b8f5a20a310ef3a8b9998ee1354bab220616c7b1166"
+    );
+    let versioned = flechette_core::call_key("fib", "app::math", Some("2"), &[("n", x)]);
+    assert_eq!(
+        versioned.to_string(),
+        "21537def2264358d07cbf7344b55461cc1ef9dc8ee51090b019953dbc001623e"
+    );
+    let none: [(&str, Digest); 0] = [];
+    let bare = flechette_core::call_key("now", "app", None, &none);
+    assert_eq!(
+        bare.to_string(),
+        "93c3eb55b6ec87928d86e48db12763e0624820b9a6633a5fbe66bc32e98fe956"
+    );
+}

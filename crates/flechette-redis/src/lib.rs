@@ -57,8 +57,8 @@ pub struct Redis {
 struct Bus {
     tx: tokio::sync::broadcast::Sender<Invalidation>,
     listening: std::sync::Once,
-    /// The SHA of the loaded lookup script.
-    lookup_sha: std::sync::OnceLock<String>,
+    /// `<prefix>:v:`, the lookup script's second argument.
+    value_head: String,
 }
 
 impl std::fmt::Debug for Redis {
@@ -114,7 +114,7 @@ impl Redis {
             bus: Arc::new(Bus {
                 tx: tokio::sync::broadcast::channel(1024).0,
                 listening: std::sync::Once::new(),
-                lookup_sha: std::sync::OnceLock::new(),
+                value_head: format!("{prefix}:v:"),
             }),
         })
     }
@@ -255,10 +255,10 @@ fn decoded(key: &Digest, bytes: &[u8]) -> Option<CallRecord> {
     let problem = match bytes.split_at_checked(HEADER) {
         None => "is shorter than its header".to_owned(),
         Some((header, body)) => match decode_record(body) {
-            Ok(record) if record.key() != *key => "does not match its key".to_owned(),
-            Ok(record) if record.result.to_hex().as_bytes() != header => {
+            Ok(record) if !record.result.is_hex(header) => {
                 "names another result in its header".to_owned()
             }
+            Ok(record) if record.key() != *key => "does not match its key".to_owned(),
             Ok(record) => return Some(record),
             Err(e) => format!("does not decode ({e})"),
         },
@@ -300,14 +300,24 @@ impl CallStorage for RedisCalls {
         &self,
         key: &Digest,
     ) -> Result<Option<(CallRecord, Option<Bytes>)>, StorageError> {
-        let found = self.redis.lookup(key).await?;
-        let Some(mut parts) = found else {
+        let Some(found) = self.redis.lookup(key).await? else {
             return Ok(None);
         };
-        let result = (parts.len() > 1).then(|| Bytes::from(parts.swap_remove(1)));
-        let Some(record) = parts.first().and_then(|b| decoded(key, b)) else {
+        // The stored call's length (4 bytes, big-endian), the stored call,
+        // then the result value if Redis has it.
+        let call = found.split_first_chunk::<4>().and_then(|(len, rest)| {
+            let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+            Some((len, rest.get(..len)?))
+        });
+        let Some((len, call)) = call else {
+            tracing::warn!(%key, "redis: the lookup script answered in an unknown form; read as a miss");
             return Ok(None);
         };
+        let Some(record) = decoded(key, call) else {
+            return Ok(None);
+        };
+        let start = 4 + len;
+        let result = (start < found.len()).then(|| Bytes::from(found).slice(start..));
         Ok(Some((record, result)))
     }
 
@@ -361,14 +371,22 @@ fn token() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// A lookup in one round trip: the stored call, and the result value its
-/// header names (see [`stored_call`]).
-const LOOKUP: &str = "local r = redis.call('GET', KEYS[1])
+/// A lookup in one round trip: the stored call with the result value its
+/// header names (see [`stored_call`]) right behind it, as one string led by
+/// the stored call's length (4 bytes, big-endian). One string rather than a
+/// pair spares Redis and the client an array reply. The script's SHA is
+/// computed once.
+static LOOKUP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local r = redis.call('GET', KEYS[1])
 if not r then return nil end
-if string.len(r) < 64 then return {r} end
+local n = struct.pack('>I4', #r)
+if #r < 64 then return n .. r end
 local v = redis.call('GET', ARGV[1] .. string.sub(r, 1, 64))
-if not v then return {r} end
-return {r, v}";
+if not v then return n .. r end
+return n .. r .. v",
+    )
+});
 
 /// Deletes the lock only if it still holds this token.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -420,37 +438,22 @@ impl Coordinator for Redis {
 }
 
 impl Redis {
-    /// Runs the lookup script by its SHA (loading it once, and again after
-    /// a Redis restart forgot it).
-    async fn lookup(&self, key: &Digest) -> Result<Option<Vec<Vec<u8>>>, StorageError> {
-        let head = format!("{}:v:", self.prefix);
-        let sha = match self.bus.lookup_sha.get() {
-            Some(sha) => sha.clone(),
-            None => {
-                let sha: String = self
-                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(LOOKUP))
-                    .await?;
-                let _ = self.bus.lookup_sha.set(sha.clone());
-                sha
-            }
-        };
+    /// Runs the lookup script by its SHA, loading it when Redis does not
+    /// know it (the first lookup, or after a restart) and trying again.
+    async fn lookup(&self, key: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
         let mut conn = self.conn.clone();
         let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(&sha).arg(1).arg(self.key('c', key)).arg(&head);
-        let run = evalsha.query_async::<Option<Vec<Vec<u8>>>>(&mut conn);
-        match run.await {
-            Ok(found) => Ok(found),
+        evalsha
+            .arg(LOOKUP.get_hash())
+            .arg(1)
+            .arg(self.key('c', key))
+            .arg(&self.bus.value_head);
+        match evalsha.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.query(
-                    redis::cmd("EVAL")
-                        .arg(LOOKUP)
-                        .arg(1)
-                        .arg(self.key('c', key))
-                        .arg(&head),
-                )
-                .await
+                LOOKUP.load_async(&mut conn).await.map_err(backend)?;
+                evalsha.query_async(&mut conn).await.map_err(backend)
             }
-            Err(e) => Err(backend(e)),
+            found => found.map_err(backend),
         }
     }
 

@@ -269,7 +269,7 @@ async fn store_forty_two(
 
 #[tokio::test]
 async fn a_lookup_returns_the_record_and_its_result_together() {
-    use flechette_core::storage::CallStorage;
+    use flechette_core::storage::{CallStorage, ValueStorage};
     let server = Server::start();
     let redis = Redis::open(&server.url(), "lookup").unwrap();
     let cache = flechette_core::Cache::new(redis.values(), redis.calls());
@@ -281,6 +281,31 @@ async fn a_lookup_returns_the_record_and_its_result_together() {
         flechette_core::encoding::from_slice::<String>(&bytes).unwrap(),
         "forty-two"
     );
+    assert_eq!(
+        Some(bytes),
+        redis.values().get(&record.result).await.unwrap()
+    );
+
+    // Redis forgets its scripts on a restart or a flush: the lookup loads
+    // its script again.
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let (again, _) = redis.calls().get_with_result(&key).await.unwrap().unwrap();
+    assert_eq!(again, record);
+
+    // Without its result value, the record comes alone.
+    redis.values().remove(&record.result).await.unwrap();
+    let (alone, bytes) = redis.calls().get_with_result(&key).await.unwrap().unwrap();
+    assert_eq!((alone, bytes), (record, None));
+
     cache.evict(&key).await.unwrap();
     assert!(redis.calls().get_with_result(&key).await.unwrap().is_none());
 }

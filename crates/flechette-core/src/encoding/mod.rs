@@ -16,7 +16,7 @@
 
 mod ser;
 mod sink;
-mod wire;
+pub(crate) mod wire;
 
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
