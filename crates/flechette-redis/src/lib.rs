@@ -195,19 +195,22 @@ pub struct RedisCalls {
 
 #[async_trait]
 impl ValueStorage for RedisValues {
+    /// A value whose bytes do not match its digest is deleted (unless a
+    /// good copy replaced it meanwhile) and reads as a miss, so that the
+    /// next save of that value stores it again.
     async fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
-        let bytes: Option<Vec<u8>> = self
-            .redis
-            .query(redis::cmd("GET").arg(self.redis.key('v', digest)))
-            .await?;
-        Ok(bytes.and_then(|b| {
-            if Digest::of_encoded(&b) == *digest {
-                Some(Bytes::from(b))
-            } else {
-                tracing::warn!(%digest, "redis: a value does not match its digest; read as a miss");
-                None
+        let key = self.redis.key('v', digest);
+        let bytes: Option<Vec<u8>> = self.redis.query(redis::cmd("GET").arg(&key)).await?;
+        match bytes {
+            Some(b) if Digest::of_encoded(&b) != *digest => {
+                self.redis
+                    .query::<i64>(redis::cmd("EVAL").arg(DELETE_IF).arg(1).arg(&key).arg(b))
+                    .await?;
+                tracing::warn!(%digest, "redis: a value did not match its digest; removed, read as a miss");
+                Ok(None)
             }
-        }))
+            found => Ok(found.map(Bytes::from)),
+        }
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
@@ -388,8 +391,9 @@ return n .. r .. v",
     )
 });
 
-/// Deletes the lock only if it still holds this token.
-const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Deletes a key only if it still holds `ARGV[1]`: a lock its token, or a
+/// damaged value the bytes that were read.
+const DELETE_IF: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 #[async_trait]
 impl Coordinator for Redis {
@@ -412,7 +416,7 @@ impl Coordinator for Redis {
     async fn release(&self, key: &Digest, lease: &Lease) -> Result<(), StorageError> {
         self.query::<i64>(
             redis::cmd("EVAL")
-                .arg(RELEASE)
+                .arg(DELETE_IF)
                 .arg(1)
                 .arg(self.key('l', key))
                 .arg(&lease.0),

@@ -354,3 +354,35 @@ async fn damaged_stored_calls_read_as_misses() {
     cache.save_record(&record).await.unwrap();
     assert_eq!(redis.calls().get(&key).await.unwrap(), Some(record));
 }
+
+#[tokio::test]
+async fn a_damaged_value_is_removed_and_saved_again() {
+    use flechette_core::storage::ValueStorage;
+    let server = Server::start();
+    let redis = Redis::open(&server.url(), "repair").unwrap();
+    let cache = flechette_core::Cache::new(redis.values(), redis.calls());
+    let (key, record) = store_forty_two(&cache).await;
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(format!("repair:v:{}", record.result))
+        .arg(&b"\xa3abc"[..])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // The lookup brings the damaged bytes with the record; they fail the
+    // digest check, the value read on its own fails it too and removes them.
+    let (found, bytes) = cache.load_with_result(&key).await.unwrap().unwrap();
+    assert_eq!((found, bytes), (record.clone(), None));
+    assert!(!redis.values().contains(&record.result).await.unwrap());
+    // The next save of the result stores it again.
+    assert_eq!(cache.save_value(&"forty-two").await.unwrap(), record.result);
+    let (_, bytes) = cache.load_with_result(&key).await.unwrap().unwrap();
+    assert_eq!(
+        flechette_core::encoding::from_slice::<String>(&bytes.unwrap()).unwrap(),
+        "forty-two"
+    );
+}

@@ -197,25 +197,39 @@ fn parse_digests(hexes: Vec<String>) -> Vec<Digest> {
 
 #[async_trait]
 impl ValueStorage for SqliteValues {
+    /// A value whose bytes do not match its digest is deleted (unless a
+    /// good copy replaced it meanwhile) and reads as a miss, so that the
+    /// next save of that value stores it again.
     async fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
         let (d, hex) = (*digest, digest.to_hex());
-        let bytes: Option<Vec<u8>> = self
+        let found: Option<Result<Vec<u8>, ()>> = self
             .db
             .run(move |conn| {
-                conn.query_row("SELECT bytes FROM vals WHERE digest = ?1", [hex], |r| {
-                    r.get(0)
-                })
-                .optional()
+                let bytes: Option<Vec<u8>> = conn
+                    .query_row("SELECT bytes FROM vals WHERE digest = ?1", [&hex], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                match bytes {
+                    Some(b) if Digest::of_encoded(&b) != d => {
+                        conn.execute(
+                            "DELETE FROM vals WHERE digest = ?1 AND bytes = ?2",
+                            params![hex, b],
+                        )?;
+                        Ok(Some(Err(())))
+                    }
+                    other => Ok(other.map(Ok)),
+                }
             })
             .await?;
-        Ok(bytes.and_then(|b| {
-            if Digest::of_encoded(&b) == d {
-                Some(Bytes::from(b))
-            } else {
-                tracing::warn!(digest = %d, "sqlite: a value does not match its digest; read as a miss");
-                None
+        match found {
+            Some(Ok(bytes)) => Ok(Some(Bytes::from(bytes))),
+            Some(Err(())) => {
+                tracing::warn!(digest = %d, "sqlite: a value did not match its digest; removed, read as a miss");
+                Ok(None)
             }
-        }))
+            None => Ok(None),
+        }
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {

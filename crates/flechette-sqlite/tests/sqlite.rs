@@ -106,6 +106,10 @@ async fn a_damaged_record_reads_as_a_miss() {
         "bytes that do not match the digest"
     );
     assert!(cache.load_value::<String>(&d).await.is_err());
+    // The damaged bytes are gone, so saving the value again repairs it.
+    assert!(!db.values().contains(&d).await.unwrap());
+    assert_eq!(cache.save_value(&"intact").await.unwrap(), d);
+    assert_eq!(cache.load_value::<String>(&d).await.unwrap(), "intact");
 }
 
 const CHILD_DB: &str = "FLECHETTE_SQLITE_CHILD_DB";
