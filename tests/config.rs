@@ -68,6 +68,12 @@ fn an_unknown_default_names_the_file_and_line() {
 }
 
 #[test]
+fn a_file_without_caches_says_none_are_defined() {
+    let e = err("default = \"nowhere\"\n");
+    assert!(e.to_string().ends_with("defined: (none)"), "{e}");
+}
+
+#[test]
 fn an_unknown_stack_level_names_its_line() {
     let e = err("[caches.s]\nkind = \"stack\"\nlevels = [\n  \"ghost\",\n]\n");
     assert!(

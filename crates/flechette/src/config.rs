@@ -283,7 +283,10 @@ impl Config {
             path: self.path.clone(),
             line,
             name: name.to_owned(),
-            known: self.names().collect::<Vec<_>>().join(", "),
+            known: match self.names().collect::<Vec<_>>().join(", ") {
+                none if none.is_empty() => "(none)".to_owned(),
+                names => names,
+            },
         }
     }
 
