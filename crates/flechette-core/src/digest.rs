@@ -35,12 +35,12 @@ impl Digest {
         self.hex().as_str().to_owned()
     }
 
-    /// The hex form in a buffer of its own, as a `&str` by [`Hex::as_str`].
     /// Whether `hex` is this digest's lowercase hex form.
     pub fn is_hex(&self, hex: &[u8]) -> bool {
         hex == self.hex().0
     }
 
+    /// The hex form in a buffer of its own, as a `&str` by [`Hex::as_str`].
     pub(crate) fn hex(&self) -> Hex {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];

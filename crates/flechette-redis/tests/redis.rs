@@ -38,6 +38,15 @@ impl Server {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// A plain connection, to look at or damage what the backend stored.
+    async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     /// Starts the server and waits for it to say it is ready (its log, not
     /// a clock).
     fn restart(&mut self) {
@@ -288,11 +297,7 @@ async fn a_lookup_returns_the_record_and_its_result_together() {
 
     // Redis forgets its scripts on a restart or a flush: the lookup loads
     // its script again.
-    let mut raw = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = server.raw().await;
     let () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut raw)
@@ -320,11 +325,7 @@ async fn damaged_stored_calls_read_as_misses() {
     let result = record.result;
     let other = cache.save_value(&"something else").await.unwrap();
     let raw_key = format!("damaged:c:{key}");
-    let mut raw = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = server.raw().await;
     let stored: Vec<u8> = redis::cmd("GET")
         .arg(&raw_key)
         .query_async(&mut raw)
@@ -362,11 +363,7 @@ async fn a_damaged_value_is_removed_and_saved_again() {
     let redis = Redis::open(&server.url(), "repair").unwrap();
     let cache = flechette_core::Cache::new(redis.values(), redis.calls());
     let (key, record) = store_forty_two(&cache).await;
-    let mut raw = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = server.raw().await;
     let () = redis::cmd("SET")
         .arg(format!("repair:v:{}", record.result))
         .arg(&b"\xa3abc"[..])
