@@ -12,11 +12,13 @@
 //! SQLite query runs on tokio's blocking pool, as an async service must
 //! run it.
 
+#[path = "../crates/flechette-redis/tests/support/server.rs"]
+mod redis_server;
 #[path = "../crates/flechette-core/benches/support/mod.rs"]
 mod support;
+use redis_server::RedisServer;
 
 use std::hint::black_box;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -103,29 +105,9 @@ async fn sqlite(lookups: u32) -> (Duration, Duration) {
     .await
 }
 
-async fn redis(lookups: u32) -> Option<(Duration, Duration)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let mut server = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let url = format!("redis://127.0.0.1:{port}/");
+async fn redis(lookups: u32) -> Result<(Duration, Duration), String> {
+    let server = RedisServer::try_start()?;
+    let url = server.url();
     let store = flechette::redis::Redis::open(&url, "bench").unwrap();
     let cache = Cache::new(store.values(), store.calls());
     let (key, result) = save_call(&cache).await;
@@ -151,9 +133,8 @@ async fn redis(lookups: u32) -> Option<(Duration, Duration)> {
         },
     )
     .await;
-    let _ = server.kill();
-    let _ = server.wait();
-    Some(times)
+    drop(server);
+    Ok(times)
 }
 
 fn main() {
@@ -172,14 +153,14 @@ fn main() {
             ours.as_secs_f64() / raw.as_secs_f64()
         );
         match redis(lookups).await {
-            Some((ours, raw)) => {
+            Ok((ours, raw)) => {
                 println!("redis lookup: flechette {ours:?}, raw GET {raw:?}");
                 println!(
                     "ratio flechette_redis/raw_redis_get = {:.2}",
                     ours.as_secs_f64() / raw.as_secs_f64()
                 );
             }
-            None => println!("ratio flechette_redis/raw_redis_get = unavailable (no redis-server)"),
+            Err(why) => println!("ratio flechette_redis/raw_redis_get = unavailable ({why})"),
         }
     });
 }

@@ -22,9 +22,8 @@
 //! output varies).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 
 struct Block {
     file: PathBuf,
@@ -141,54 +140,9 @@ fn example_binary(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A `redis-server` on a free port for `{redis}` arguments.
-struct Redis {
-    child: Child,
-    url: String,
-    /// The server's log, kept open for as long as it runs.
-    _log: std::io::Lines<BufReader<ChildStdout>>,
-}
-
-impl Redis {
-    /// Starts the server and waits for it to say it is ready (its log,
-    /// not a clock).
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): the guide's Redis example needs it; \
-                     install Debian's package with `apt-get install redis-server` (.ci/run does)"
-                )
-            });
-        let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = log
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|line| line.contains("Ready to accept connections"));
-        assert!(ready, "redis-server exited before it was ready");
-        Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-            _log: log,
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../crates/flechette-redis/tests/support/server.rs"]
+mod redis_server;
+use redis_server::RedisServer as Redis;
 
 fn run(block: &Block, redis: &mut Option<Redis>) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -197,7 +151,7 @@ fn run(block: &Block, redis: &mut Option<Redis>) -> String {
         .iter()
         .map(|a| {
             if a == "{redis}" {
-                redis.get_or_insert_with(Redis::start).url.clone()
+                redis.get_or_insert_with(Redis::start).url()
             } else {
                 a.clone()
             }

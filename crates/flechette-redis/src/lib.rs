@@ -270,6 +270,16 @@ fn decoded(key: &Digest, bytes: &[u8]) -> Option<CallRecord> {
     None
 }
 
+/// Where the stored call ends in a lookup's answer: the answer is the
+/// stored call's length (4 bytes, big-endian), the stored call, then the
+/// result value if Redis has it. `None` when the answer is shorter than
+/// its length says.
+fn call_end(answer: &[u8]) -> Option<usize> {
+    let (len, rest) = answer.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+    (len <= rest.len()).then_some(4 + len)
+}
+
 /// Length of the result digest in front of every stored call.
 const HEADER: usize = 64;
 
@@ -306,21 +316,14 @@ impl CallStorage for RedisCalls {
         let Some(found) = self.redis.lookup(key).await? else {
             return Ok(None);
         };
-        // The stored call's length (4 bytes, big-endian), the stored call,
-        // then the result value if Redis has it.
-        let call = found.split_first_chunk::<4>().and_then(|(len, rest)| {
-            let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-            Some((len, rest.get(..len)?))
-        });
-        let Some((len, call)) = call else {
+        let Some(end) = call_end(&found) else {
             tracing::warn!(%key, "redis: the lookup script answered in an unknown form; read as a miss");
             return Ok(None);
         };
-        let Some(record) = decoded(key, call) else {
+        let Some(record) = decoded(key, &found[4..end]) else {
             return Ok(None);
         };
-        let start = 4 + len;
-        let result = (start < found.len()).then(|| Bytes::from(found).slice(start..));
+        let result = (end < found.len()).then(|| Bytes::from(found).slice(end..));
         Ok(Some((record, result)))
     }
 
@@ -532,5 +535,20 @@ impl Broadcast for Redis {
         let rx = self.bus.tx.subscribe();
         self.bus.listening.call_once(|| self.listen());
         rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_end;
+
+    #[test]
+    fn a_lookup_answer_splits_at_the_stored_call_length() {
+        assert_eq!(call_end(b"\0\0\0\x03abcVALUE"), Some(7));
+        assert_eq!(call_end(b"\0\0\0\x03abc"), Some(7));
+        assert_eq!(call_end(b"\0\0\0\0"), Some(4));
+        assert_eq!(call_end(b"\0\0\0\x09abc"), None, "shorter than it says");
+        assert_eq!(call_end(b"\0\0\x03"), None, "no whole length");
+        assert_eq!(call_end(b""), None);
     }
 }

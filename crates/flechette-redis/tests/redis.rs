@@ -1,90 +1,23 @@
 //! Redis storage against a real `redis-server` on 127.0.0.1, started here:
 //! the conformance suite, and a server that dies and comes back.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flechette_core::conformance::check_all;
 use flechette_redis::Redis;
 
-/// A `redis-server` on a free loopback port, stopped when dropped.
-struct Server {
-    port: u16,
-    child: Option<Child>,
-    /// The server's log, kept open for as long as it runs.
-    log: Option<std::io::Lines<BufReader<ChildStdout>>>,
-}
+#[path = "support/server.rs"]
+mod support;
+use support::RedisServer as Server;
 
-impl Server {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self {
-            port,
-            child: None,
-            log: None,
-        };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// A plain connection, to look at or damage what the backend stored.
-    async fn raw(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-
-    /// Starts the server and waits for it to say it is ready (its log, not
-    /// a clock).
-    fn restart(&mut self) {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): these tests need a real Redis; \
-                     install Debian's package with `apt-get install redis-server` (.ci/run does)"
-                )
-            });
-        let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = log
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|line| line.contains("Ready to accept connections"));
-        assert!(ready, "redis-server did not start on port {}", self.port);
-        self.child = Some(child);
-        self.log = Some(log);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.log = None;
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A plain connection, to look at or damage what the backend stored.
+async fn raw(server: &Server) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -297,7 +230,7 @@ async fn a_lookup_returns_the_record_and_its_result_together() {
 
     // Redis forgets its scripts on a restart or a flush: the lookup loads
     // its script again.
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut raw)
@@ -325,7 +258,7 @@ async fn damaged_stored_calls_read_as_misses() {
     let result = record.result;
     let other = cache.save_value(&"something else").await.unwrap();
     let raw_key = format!("damaged:c:{key}");
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let stored: Vec<u8> = redis::cmd("GET")
         .arg(&raw_key)
         .query_async(&mut raw)
@@ -363,7 +296,7 @@ async fn a_damaged_value_is_removed_and_saved_again() {
     let redis = Redis::open(&server.url(), "repair").unwrap();
     let cache = flechette_core::Cache::new(redis.values(), redis.calls());
     let (key, record) = store_forty_two(&cache).await;
-    let mut raw = server.raw().await;
+    let mut raw = raw(&server).await;
     let () = redis::cmd("SET")
         .arg(format!("repair:v:{}", record.result))
         .arg(&b"\xa3abc"[..])

@@ -202,7 +202,7 @@ impl ValueStorage for SqliteValues {
     /// next save of that value stores it again.
     async fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
         let (d, hex) = (*digest, digest.to_hex());
-        let found: Option<Result<Vec<u8>, ()>> = self
+        let bytes: Option<Vec<u8>> = self
             .db
             .run(move |conn| {
                 let bytes: Option<Vec<u8>> = conn
@@ -216,20 +216,14 @@ impl ValueStorage for SqliteValues {
                             "DELETE FROM vals WHERE digest = ?1 AND bytes = ?2",
                             params![hex, b],
                         )?;
-                        Ok(Some(Err(())))
+                        tracing::warn!(digest = %d, "sqlite: a value did not match its digest; removed, read as a miss");
+                        Ok(None)
                     }
-                    other => Ok(other.map(Ok)),
+                    found => Ok(found),
                 }
             })
             .await?;
-        match found {
-            Some(Ok(bytes)) => Ok(Some(Bytes::from(bytes))),
-            Some(Err(())) => {
-                tracing::warn!(digest = %d, "sqlite: a value did not match its digest; removed, read as a miss");
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(bytes.map(Bytes::from))
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
