@@ -228,3 +228,58 @@ async fn hash_code_folds_the_body_into_the_version() {
         "{version}"
     );
 }
+
+static CONSTANT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Every parameter ignored: the key is constant (py-memoize's
+/// `test_should_return_same_value_on_constant_key_function`).
+#[cached(cache = Cache::memory(), ignore(arg, kwarg))]
+async fn constant_key(arg: u32, kwarg: String) -> String {
+    CONSTANT_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("{arg}-{kwarg}")
+}
+
+static NO_PARAM_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = Cache::memory())]
+async fn no_parameters() -> usize {
+    NO_PARAM_RUNS.fetch_add(1, Ordering::SeqCst)
+}
+
+static OWNER_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+struct Owner {
+    name: &'static str,
+}
+
+impl Clone for Owner {
+    fn clone(&self) -> Self {
+        Owner { name: self.name }
+    }
+}
+
+impl Owner {
+    #[cached(cache = Cache::memory(), ignore(self))]
+    async fn greeting(&self) -> String {
+        OWNER_RUNS.fetch_add(1, Ordering::SeqCst);
+        format!("hello from {}", self.name)
+    }
+}
+
+#[tokio::test]
+async fn a_function_whose_key_is_constant_caches_one_value() {
+    assert_eq!(constant_key(1, "a".into()).await, "1-a");
+    assert_eq!(constant_key(2, "b".into()).await, "1-a", "same key");
+    assert_eq!(CONSTANT_RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(constant_key_cached().stats().hits, 1);
+
+    assert_eq!(no_parameters().await, 0);
+    assert_eq!(no_parameters().await, 0);
+    assert_eq!(NO_PARAM_RUNS.load(Ordering::SeqCst), 1);
+
+    let (a, b) = (Owner { name: "a" }, Owner { name: "b" });
+    assert_eq!(a.greeting().await, "hello from a");
+    assert_eq!(b.greeting().await, "hello from a", "self is not in the key");
+    assert_eq!(OWNER_RUNS.load(Ordering::SeqCst), 1);
+    assert!(Owner::greeting_cached().contains(()).await.unwrap());
+}

@@ -316,10 +316,13 @@ fn builder(
     if let Some(l) = &options.lifespan {
         steps.push(quote_spanned!(l.span()=> .lifespan(#l)));
     }
+    // Typed, so that a function whose every parameter is ignored (a
+    // constant key) names no arguments and still compiles.
+    let arity = key_names.len();
     quote! {
         ::flechette::CachedFn::builder::<(#(#key_types,)*), #value>(#name)
             .module(#module)
-            .args([#(#key_names),*])
+            .args::<[&'static str; #arity], &'static str>([#(#key_names),*])
             #(#steps)*
             .build_unbound::<#err>()
     }

@@ -1,5 +1,6 @@
 //! The error a cached function call returns.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,35 +13,68 @@ use flechette_core::encoding::EncodeError;
 /// error: the function's own error is shared behind an [`Arc`], never
 /// re-created. Storage faults never appear here: they degrade to a miss and
 /// a warning.
-#[derive(Debug, thiserror::Error)]
+///
+/// Every variant that wraps another error returns it from
+/// [`source`](std::error::Error::source) (the function's own error as its
+/// own type, ready for `downcast_ref`), and does not repeat its message in
+/// its own, so reports (`anyhow`'s `{:#}`, `tracing` error fields) show
+/// each cause once. `CallError<E>` is an [`Error`](std::error::Error) when
+/// `E` is one.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum CallError<E> {
     /// The function returned an error; nothing was cached.
-    #[error("cached function failed: {0}")]
     Failed(Arc<E>),
     /// The computation ran longer than the function's timeout and was
     /// cancelled; nothing was cached.
-    #[error("cached function timed out after {0:?}")]
     Timeout(Duration),
     /// The computation panicked; nothing was cached and the next call
     /// computes again.
-    #[error("cached function panicked")]
     Panicked,
     /// The computation was dropped before it finished (its runtime shut
     /// down).
-    #[error("cached function computation was abandoned")]
     Abandoned,
     /// An argument or the result could not be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
+    Encode(EncodeError),
     /// An argument given by digest could not be expanded or loaded.
-    #[error("argument given by digest: {0}")]
-    Argument(#[source] Arc<CacheError>),
+    Argument(Arc<CacheError>),
     /// The function was built without a body of its own
     /// ([`CachedFnBuilder::build_unbound`](crate::CachedFnBuilder::build_unbound))
     /// and was called without one.
-    #[error("this cached function has no body of its own: call the function it wraps")]
     Unbound,
+}
+
+impl<E> From<EncodeError> for CallError<E> {
+    fn from(e: EncodeError) -> Self {
+        Self::Encode(e)
+    }
+}
+
+impl<E> fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Failed(_) => f.write_str("cached function failed"),
+            Self::Timeout(d) => write!(f, "cached function timed out after {d:?}"),
+            Self::Panicked => f.write_str("cached function panicked"),
+            Self::Abandoned => f.write_str("cached function computation was abandoned"),
+            Self::Encode(_) => f.write_str("could not encode an argument or the result"),
+            Self::Argument(_) => f.write_str("an argument given by digest could not be loaded"),
+            Self::Unbound => f.write_str(
+                "this cached function has no body of its own: call the function it wraps",
+            ),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Failed(e) => Some(&**e),
+            Self::Encode(e) => Some(e),
+            Self::Argument(e) => Some(&**e),
+            Self::Timeout(_) | Self::Panicked | Self::Abandoned | Self::Unbound => None,
+        }
+    }
 }
 
 /// Why a cached call returned no value, apart from the function's own error:
@@ -59,11 +93,11 @@ pub enum Failure {
     #[error("cached function computation was abandoned")]
     Abandoned,
     /// See [`CallError::Encode`].
-    #[error(transparent)]
-    Encode(EncodeError),
+    #[error("could not encode an argument or the result")]
+    Encode(#[source] EncodeError),
     /// See [`CallError::Argument`].
-    #[error("argument given by digest: {0}")]
-    Argument(Arc<CacheError>),
+    #[error("an argument given by digest could not be loaded")]
+    Argument(#[source] Arc<CacheError>),
     /// See [`CallError::Unbound`].
     #[error("this cached function has no body of its own")]
     Unbound,

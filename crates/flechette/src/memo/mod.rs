@@ -4,6 +4,7 @@
 
 pub(crate) mod flight;
 pub(crate) mod hot;
+pub(crate) mod lru;
 pub(crate) mod policy;
 pub(crate) mod stats;
 
