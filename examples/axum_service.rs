@@ -189,12 +189,21 @@ async fn main() -> Result<(), Error> {
         tokio::spawn(async move { server.await });
         return tour(addr).await;
     }
-    println!("listening on http://{addr}");
-    println!(
+    // A service must not die because its log pipe went away: these lines
+    // are written if stdout still listens, and dropped otherwise.
+    say(format_args!("listening on http://{addr}"));
+    say(format_args!(
         "try: curl http://{addr}/item/1   curl http://{addr}/page/home   curl http://{addr}/admin/stats"
-    );
+    ));
     server.await?;
     Ok(())
+}
+
+/// Writes a line to stdout, ignoring a closed stdout (`println!` panics).
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// A scripted tour: requests and what the caches did.
@@ -220,10 +229,10 @@ async fn tour(addr: std::net::SocketAddr) -> Result<(), Error> {
     let (_, stats) = client.request("GET", "/admin/stats").await?;
     let stats: serde_json::Value = serde_json::from_str(&stats)?;
     println!("upstream calls: {}", stats["upstream_calls"]);
-    println!("item loads: {}", stats["item"]["loads"]);
+    println!("item computations: {}", stats["item"]["computations"]);
     println!(
-        "page hits: {}, loads: {}",
-        stats["page"]["hits"], stats["page"]["loads"]
+        "page hits: {}, computations: {}",
+        stats["page"]["hits"], stats["page"]["computations"]
     );
     Ok(())
 }

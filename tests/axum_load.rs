@@ -50,17 +50,18 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Starts the example on a free port; its address.
+/// Starts the example on a free port; its address. The child's output is
+/// drained for its whole life (a closed pipe would make its writes fail).
 fn start() -> (Server, SocketAddr) {
     let mut child = Command::new(example("axum_service"))
         .args(["--port", "0"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("the example runs (cargo test builds it)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    lines.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
     let addr = line
         .trim()
         .strip_prefix("listening on http://")
@@ -193,4 +194,39 @@ async fn the_axum_service_under_load() {
         after["item"]["refreshes_started"].as_u64().unwrap() > 0 || run < REFRESH * 2,
         "values older than update_after were refreshed"
     );
+}
+
+/// A service whose stdout is closed before it writes a line keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_survives_its_stdout_closing() {
+    // A free loopback port, given to the example (it cannot tell us its
+    // address: nobody reads its output).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(example("axum_service"))
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the example runs (cargo test builds it)");
+    drop(child.stdout.take()); // closed before the example's first line
+    let mut server = Server(child);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // Until it listens (it binds, then writes its lines), or dies.
+    let mut sender = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            panic!("the service died when its stdout closed: {status}");
+        }
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => break connect(addr).await,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    for _ in 0..3 {
+        let (status, _) = send(&mut sender, "GET", "/item/1").await;
+        assert_eq!(status, 200);
+    }
+    drop(server);
 }

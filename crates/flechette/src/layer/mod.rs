@@ -45,7 +45,7 @@
 //! let response = service.clone().oneshot(request).await.unwrap();
 //! let body = response.into_body().collect().await.unwrap().to_bytes();
 //! assert_eq!(body, "page /about");
-//! assert_eq!(layer.stats().loads, 1);
+//! assert_eq!(layer.stats().computations, 1);
 //! # }
 //! ```
 
@@ -57,6 +57,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// The `http` crate whose types the layer speaks (`Request`, `Response`,
+/// `request::Parts` for key closures), so a service needs no dependency of
+/// its own to name them.
+pub use http;
 pub use response::{CacheControl, CachedResponse};
 pub use service::{ResponseBody, ResponseCache, ResponseFuture};
 
