@@ -97,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{name}: hits {}, misses {}, computations {}, hit ratio {:.3}",
             stats.hits,
             stats.misses,
-            stats.loads,
+            stats.computations,
             stats.hit_ratio()
         );
     }
@@ -196,7 +196,7 @@ async fn in_a_file_cache() -> Result<(), Box<dyn std::error::Error>> {
     let report = b.call((1,)).await?;
     println!(
         "process B: report(1) = {report}, read from the directory (computations in B: {})",
-        b.stats().loads
+        b.stats().computations
     );
     let evicted = b.invalidate((1,)).await?;
     println!("process B: invalidate((1,)) = {evicted}");

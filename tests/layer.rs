@@ -121,7 +121,7 @@ async fn requests_are_keyed_by_the_extracted_key_and_unkeyed_ones_pass_through()
     assert_eq!(posted, "/item/1 en v5");
     assert_eq!(upstream.calls(), 5);
     let stats = layer.stats();
-    assert_eq!((stats.hits, stats.loads), (1, 3));
+    assert_eq!((stats.hits, stats.computations), (1, 3));
 }
 
 #[tokio::test(start_paused = true)]
@@ -283,7 +283,7 @@ async fn invalidation_by_key_and_statistics() {
     assert_eq!(layer.invalidate_all().await.unwrap(), 2);
     assert!(get(&service, "/item/2").await.ends_with("v4"));
     let stats = layer.stats();
-    assert_eq!((stats.loads, stats.hits), (4, 1));
+    assert_eq!((stats.computations, stats.hits), (4, 1));
 }
 
 #[tokio::test(start_paused = true)]

@@ -283,3 +283,31 @@ async fn a_function_whose_key_is_constant_caches_one_value() {
     assert_eq!(OWNER_RUNS.load(Ordering::SeqCst), 1);
     assert!(Owner::greeting_cached().contains(()).await.unwrap());
 }
+
+static DOUBLE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = Cache::memory())]
+async fn double(x: u64) -> u64 {
+    DOUBLE_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 2
+}
+
+#[tokio::test]
+async fn the_helper_is_a_full_cached_function() {
+    use flechette::{Arg, D};
+    let f = double_cached();
+    // A stored argument value, given by a short digest (fleche's
+    // `double(D(short))`).
+    let digest = f.cache().save_value(&21u64).await.unwrap();
+    let short = f.cache().shrink(&digest).await.unwrap();
+    let prefix = D(&short.to_string()).unwrap();
+    assert_eq!(f.call_with((Arg::stored(prefix),)).await.unwrap(), 42);
+    assert_eq!(DOUBLE_RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(double(21).await, 42, "the same call");
+    assert_eq!(DOUBLE_RUNS.load(Ordering::SeqCst), 1);
+    // Every method of a builder-made function works on it.
+    assert_eq!(f.call((5,)).await.unwrap(), 10);
+    assert_eq!(f.rerun((5,)).await.unwrap(), 10);
+    assert_eq!(DOUBLE_RUNS.load(Ordering::SeqCst), 3);
+    assert_eq!(f.spawn((6,)).await.unwrap(), 12);
+}

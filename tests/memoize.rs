@@ -76,7 +76,7 @@ async fn ten_thousand_concurrent_callers_on_a_cold_key_run_it_once() {
     }
     assert_eq!(backend.calls(), 1);
     let stats = f.stats();
-    assert_eq!(stats.loads, 1);
+    assert_eq!(stats.computations, 1);
     assert_eq!(stats.misses + stats.hits, 10_000);
     assert_eq!(
         stats.collapsed + 1,
@@ -541,8 +541,8 @@ async fn statistics_count_what_happened() {
     settle().await;
     let s = f.stats();
     assert_eq!((s.hits, s.misses, s.stale_hits), (1, 2, 1));
-    assert_eq!((s.refreshes_started, s.loads), (1, 3));
-    assert!(s.load_time >= Duration::from_millis(30));
+    assert_eq!((s.refreshes_started, s.computations), (1, 3));
+    assert!(s.computation_time >= Duration::from_millis(30));
     assert!((s.hit_ratio() - 0.5).abs() < 1e-9);
 }
 
@@ -643,7 +643,7 @@ async fn a_lifespan_too_long_to_represent_means_forever() {
     assert_eq!(f.call(()).await.unwrap(), 1);
     advance(Duration::from_secs(86_400 * 365)).await;
     assert_eq!(f.call(()).await.unwrap(), 1);
-    assert_eq!(f.stats().loads, 1);
+    assert_eq!(f.stats().computations, 1);
 }
 
 /// Call storage whose `remove` (or, with `hold_put`, `put`) does its work

@@ -84,8 +84,48 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
         .map_or_else(|| quote!(::std::convert::Infallible), |e| quote!(#e));
     let cached_ty = quote!(::flechette::CachedFn<(#(#key_types,)*), #value, #err>);
 
+    let self_owned = Ident::new(SELF_OWNED, Span::call_site());
+    let self_ref = Ident::new(SELF_REF, Span::call_site());
+    let key_patterns: Vec<TokenStream> = keyed_self
+        .then(|| quote!(#self_owned))
+        .into_iter()
+        .chain(params.iter().filter(|p| !p.ignored).map(|p| {
+            let ident = &p.ident;
+            if p.mutable {
+                quote!(mut #ident)
+            } else {
+                quote!(#ident)
+            }
+        }))
+        .collect();
+    let bind_self = method.then(|| quote!(let #self_ref = &#self_owned;));
+    let block = quote::ToTokens::to_token_stream(&item.block);
+    let body = if method { replace_self(block) } else { block };
+    let whole = &output.whole;
+    // The body as a closure of the key values: the wrapped function's, or
+    // each call's own when it needs values outside the key.
+    let result = if output.error.is_some() {
+        quote!(__flechette_out)
+    } else {
+        quote!(::core::result::Result::Ok::<#whole, ::std::convert::Infallible>(__flechette_out))
+    };
+    let closure = quote! {
+        move |(#(#key_patterns,)*): (#(#key_types,)*)| async move {
+            #bind_self
+            let __flechette_out: #whole = async move #body.await;
+            #result
+        }
+    };
+    // Without ignored parameters the body needs nothing but the key, so the
+    // helper carries it and every method of a `CachedFn` works on it.
+    let bound = (!method || keyed_self) && params.iter().all(|p| !p.ignored);
+    let finish = if bound {
+        quote!(.build_fallible::<#err, _, _>(#closure))
+    } else {
+        quote!(.build_unbound::<#err>())
+    };
     let builder = builder(
-        &options, &item, &name_expr, &key_types, &key_names, value, &err,
+        &options, &item, &name_expr, &key_types, &key_names, value, &finish,
     );
     let vis = &item.vis;
     let helper_doc = format!(
@@ -109,8 +149,6 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
         }
     };
 
-    let self_owned = Ident::new(SELF_OWNED, Span::call_site());
-    let self_ref = Ident::new(SELF_REF, Span::call_site());
     let key_values = keyed_self
         .then(|| quote!(::std::clone::Clone::clone(self)))
         .into_iter()
@@ -118,50 +156,23 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
             let ident = &p.ident;
             quote!(#ident)
         }));
-    let key_patterns = keyed_self.then(|| quote!(#self_owned)).into_iter().chain(
-        params.iter().filter(|p| !p.ignored).map(|p| {
-            let ident = &p.ident;
-            if p.mutable {
-                quote!(mut #ident)
-            } else {
-                quote!(#ident)
-            }
-        }),
-    );
     let capture_self = (method && !keyed_self)
         .then(|| quote!(let #self_owned = ::std::clone::Clone::clone(self);));
-    let bind_self = method.then(|| quote!(let #self_ref = &#self_owned;));
-    let block = quote::ToTokens::to_token_stream(&item.block);
-    let body = if method { replace_self(block) } else { block };
-    let whole = &output.whole;
     let helper_path = if method {
         quote!(Self::#helper)
     } else {
         quote!(#helper)
     };
+    let call = if bound {
+        quote!(#helper_path().call((#(#key_values,)*)))
+    } else {
+        quote!(#helper_path().call_fn((#(#key_values,)*), #closure))
+    };
     let run = if output.error.is_some() {
-        quote! {
-            #helper_path()
-                .call_fn((#(#key_values,)*), move |(#(#key_patterns,)*)| async move {
-                    #bind_self
-                    let __flechette_out: #whole = async move #body.await;
-                    __flechette_out
-                })
-                .await
-                .map_err(::flechette::CallError::into_error)
-        }
+        quote!(#call.await.map_err(::flechette::CallError::into_error))
     } else {
         let panic_msg = format!("cached function `{name}`: {{}}");
-        quote! {
-            #helper_path()
-                .call_fn((#(#key_values,)*), move |(#(#key_patterns,)*)| async move {
-                    #bind_self
-                    let __flechette_out: #whole = async move #body.await;
-                    ::core::result::Result::Ok::<#whole, ::std::convert::Infallible>(__flechette_out)
-                })
-                .await
-                .unwrap_or_else(|e| ::core::panic!(#panic_msg, e))
-        }
+        quote!(#call.await.unwrap_or_else(|e| ::core::panic!(#panic_msg, e)))
     };
     let attrs = &item.attrs;
     let sig = &item.sig;
@@ -275,7 +286,7 @@ fn builder(
     key_types: &[TokenStream],
     key_names: &[String],
     value: &Type,
-    err: &TokenStream,
+    finish: &TokenStream,
 ) -> TokenStream {
     let module = options
         .module
@@ -307,6 +318,13 @@ fn builder(
         let ms = millis(d);
         steps.push(quote!(.timeout(::std::time::Duration::from_millis(#ms))));
     }
+    if let Some(d) = &options.warn_after {
+        let ms = millis(d);
+        steps.push(quote!(.warn_after(::std::time::Duration::from_millis(#ms))));
+    }
+    if options.skip_none {
+        steps.push(quote!(.skip_none()));
+    }
     if let Some(c) = &options.capacity {
         steps.push(quote!(.capacity(#c)));
     }
@@ -324,7 +342,7 @@ fn builder(
             .module(#module)
             .args::<[&'static str; #arity], &'static str>([#(#key_names),*])
             #(#steps)*
-            .build_unbound::<#err>()
+            #finish
     }
 }
 

@@ -15,6 +15,8 @@ pub(crate) struct Options {
     pub(crate) update_after: Option<Duration>,
     pub(crate) expire_after: Option<Duration>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) warn_after: Option<Duration>,
+    pub(crate) skip_none: bool,
     pub(crate) capacity: Option<LitInt>,
     pub(crate) cache: Option<Expr>,
     pub(crate) lifespan: Option<Expr>,
@@ -22,7 +24,7 @@ pub(crate) struct Options {
     pub(crate) hash_code: bool,
 }
 
-const KNOWN: &str = "name, module, version, update_after, expire_after, timeout, capacity, cache, lifespan, ignore(...), hash_code";
+const KNOWN: &str = "name, module, version, update_after, expire_after, timeout, warn_after, capacity, cache, lifespan, skip_none, ignore(...), hash_code";
 
 impl Options {
     /// Takes one `key = value`, `key(...)` or `key` of the attribute.
@@ -37,6 +39,8 @@ impl Options {
             "update_after" => self.update_after = Some(duration(meta.value()?.parse()?)?),
             "expire_after" => self.expire_after = Some(duration(meta.value()?.parse()?)?),
             "timeout" => self.timeout = Some(duration(meta.value()?.parse()?)?),
+            "warn_after" => self.warn_after = Some(duration(meta.value()?.parse()?)?),
+            "skip_none" => self.skip_none = true,
             "capacity" => self.capacity = Some(meta.value()?.parse()?),
             "cache" => self.cache = Some(meta.value()?.parse()?),
             "lifespan" => self.lifespan = Some(meta.value()?.parse()?),

@@ -16,7 +16,7 @@ use crate::error::CallError;
 use crate::memo::hot::{HotTier, WeighFn};
 use crate::memo::policy::Freshness;
 use crate::memo::stats::{Counters, Stats};
-use crate::memo::{Func, Ident, LifespanFn, Memo, Placement, Policy, Step, Stored};
+use crate::memo::{Func, Ident, KeepFn, LifespanFn, Memo, Placement, Policy, Step, Stored};
 use crate::scope;
 use crate::task::{Bound, TaskHandle, bind};
 
@@ -43,6 +43,11 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// The in-process tier holds this many entries unless told otherwise.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
+
+/// A computation running longer than this is reported with a `tracing`
+/// warning, unless told otherwise
+/// ([`warn_after`](CachedFnBuilder::warn_after)).
+pub const DEFAULT_WARN_AFTER: Duration = Duration::from_secs(30);
 
 /// An async function whose calls are keyed by the digests of their name,
 /// module, version and arguments, and kept in a [`Cache`].
@@ -108,7 +113,9 @@ pub struct CachedFnBuilder<A, T = ()> {
     cache: Option<Cache>,
     freshness: Freshness,
     lifespan: Option<LifespanFn<T>>,
+    keep: Option<KeepFn<T>>,
     timeout: Option<Duration>,
+    warn_after: Duration,
     capacity: u64,
     weigher: Option<WeighFn<T>>,
     args: PhantomData<fn(A)>,
@@ -138,7 +145,9 @@ impl CachedFn<(), (), Infallible> {
             cache: None,
             freshness: Freshness::FOREVER,
             lifespan: None,
+            keep: None,
             timeout: None,
+            warn_after: DEFAULT_WARN_AFTER,
             capacity: DEFAULT_CAPACITY,
             weigher: None,
             args: PhantomData,
@@ -203,6 +212,26 @@ impl<A: Args, T> CachedFnBuilder<A, T> {
         self
     }
 
+    /// A computation still running after `d` is reported once, with a
+    /// `tracing` warning naming the function (default
+    /// [`DEFAULT_WARN_AFTER`], 30 s; `Duration::MAX` never warns). Nothing
+    /// is cancelled: that is what [`timeout`](Self::timeout) does. Callers
+    /// waiting on a stuck computation are released by invalidating its key.
+    pub fn warn_after(mut self, d: Duration) -> Self {
+        self.warn_after = d;
+        self
+    }
+
+    /// Keeps only the results `keep` accepts: a result it refuses is
+    /// returned to every caller of its computation, but not stored and not
+    /// put in the in-process tier, so the next call computes again (as an
+    /// error would, though it is not one). For `Option` results,
+    /// [`skip_none`](CachedFnBuilder::skip_none) says it shortest.
+    pub fn cache_if(mut self, keep: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.keep = Some(Arc::new(keep));
+        self
+    }
+
     /// The most entries (or weight, with a [`weigher`](Self::weigher)) the
     /// in-process tier holds (default [`DEFAULT_CAPACITY`]); the cache
     /// below is not bounded by it.
@@ -215,6 +244,29 @@ impl<A: Args, T> CachedFnBuilder<A, T> {
     pub fn weigher(mut self, f: impl Fn(&T) -> u32 + Send + Sync + 'static) -> Self {
         self.weigher = Some(Arc::new(f));
         self
+    }
+}
+
+impl<A: Args, U: 'static> CachedFnBuilder<A, Option<U>> {
+    /// A `None` result is not cached (as in fleche): it is returned, nothing
+    /// is stored, and the next call computes again. `Some` is cached as
+    /// usual. Without this, `None` is a value like any other.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use flechette::{Cache, CachedFn};
+    /// let find = CachedFn::builder("find")
+    ///     .cache(Cache::memory())
+    ///     .skip_none()
+    ///     .build(|(id,): (u32,)| async move { (id > 10).then_some(id) });
+    /// assert_eq!(find.call((1,)).await.unwrap(), None);
+    /// assert!(!find.contains((1,)).await.unwrap());
+    /// assert_eq!(find.call((11,)).await.unwrap(), Some(11));
+    /// assert!(find.contains((11,)).await.unwrap());
+    /// # }
+    /// ```
+    pub fn skip_none(self) -> Self {
+        self.cache_if(Option::is_some)
     }
 }
 
@@ -334,7 +386,9 @@ where
                 policy: Policy {
                     freshness: self.freshness,
                     lifespan: self.lifespan,
+                    keep: self.keep,
                     timeout: self.timeout,
+                    warn_after: self.warn_after,
                 },
                 hot: HotTier::new(self.capacity, self.weigher, Arc::clone(&counters)),
                 flights: Mutex::default(),
@@ -517,8 +571,9 @@ where
             Ok(Step::Done(value)) => TaskHandle::ready(Ok(value)),
             Err(e) => TaskHandle::ready(Err(e)),
             Ok(Step::Fly(key, args, kind, job)) => {
-                let flight = self.memo.enter(key, args, kind, job, placement);
-                TaskHandle::waiting(Memo::<A, T, E>::wait(flight))
+                let entered = self.memo.enter(key, args, kind, job, placement);
+                let (memo, placement) = (Arc::clone(&self.memo), placement.clone());
+                TaskHandle::waiting(async move { memo.finish(entered, &placement).await })
             }
         }
     }

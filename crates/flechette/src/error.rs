@@ -42,6 +42,15 @@ pub enum CallError<E> {
     /// ([`CachedFnBuilder::build_unbound`](crate::CachedFnBuilder::build_unbound))
     /// and was called without one.
     Unbound,
+    /// The call would wait on itself: it was made, with the same key, from
+    /// inside the computation of that very call (directly, or through other
+    /// cached functions), which can never finish while it waits.
+    Cycle {
+        /// The function called.
+        function: String,
+        /// The first 12 hex characters of the call key.
+        key: String,
+    },
 }
 
 impl<E> From<EncodeError> for CallError<E> {
@@ -62,6 +71,10 @@ impl<E> fmt::Display for CallError<E> {
             Self::Unbound => f.write_str(
                 "this cached function has no body of its own: call the function it wraps",
             ),
+            Self::Cycle { function, key } => write!(
+                f,
+                "cycle: cached function {function} was called with key {key}… from inside the computation of that same call"
+            ),
         }
     }
 }
@@ -72,7 +85,11 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
             Self::Failed(e) => Some(&**e),
             Self::Encode(e) => Some(e),
             Self::Argument(e) => Some(&**e),
-            Self::Timeout(_) | Self::Panicked | Self::Abandoned | Self::Unbound => None,
+            Self::Timeout(_)
+            | Self::Panicked
+            | Self::Abandoned
+            | Self::Unbound
+            | Self::Cycle { .. } => None,
         }
     }
 }
@@ -101,6 +118,16 @@ pub enum Failure {
     /// See [`CallError::Unbound`].
     #[error("this cached function has no body of its own")]
     Unbound,
+    /// See [`CallError::Cycle`].
+    #[error(
+        "cycle: cached function {function} was called with key {key}… from inside its own computation"
+    )]
+    Cycle {
+        /// The function called.
+        function: String,
+        /// The first 12 hex characters of the call key.
+        key: String,
+    },
 }
 
 impl<E> Clone for CallError<E> {
@@ -113,6 +140,10 @@ impl<E> Clone for CallError<E> {
             Self::Encode(e) => Self::Encode(e.clone()),
             Self::Argument(e) => Self::Argument(Arc::clone(e)),
             Self::Unbound => Self::Unbound,
+            Self::Cycle { function, key } => Self::Cycle {
+                function: function.clone(),
+                key: key.clone(),
+            },
         }
     }
 }
@@ -141,6 +172,7 @@ impl<E> CallError<E> {
             Self::Encode(e) => Failure::Encode(e),
             Self::Argument(e) => Failure::Argument(e),
             Self::Unbound => Failure::Unbound,
+            Self::Cycle { function, key } => Failure::Cycle { function, key },
         })
     }
 

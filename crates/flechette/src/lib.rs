@@ -43,7 +43,7 @@ pub mod __private {
 mod private;
 
 pub use args::{Arg, ArgRefs, Args};
-pub use cached_fn::{CachedFn, CachedFnBuilder, DEFAULT_CAPACITY};
+pub use cached_fn::{CachedFn, CachedFnBuilder, DEFAULT_CAPACITY, DEFAULT_WARN_AFTER};
 pub use call::CallFuture;
 pub use config::{Config, ConfigError, configure};
 pub use error::{CallError, Failure};

@@ -15,6 +15,37 @@ tokio::task_local! {
     static CACHE: Cache;
     static TAGS: Arc<BTreeMap<String, String>>;
     static RERUN: bool;
+    static CHAIN: Chain;
+}
+
+/// The flights the current task chain is computing, innermost first: a
+/// flight's task, and work bound into it, runs inside its flight's link.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Chain(Option<Arc<Link>>);
+
+#[derive(Debug)]
+struct Link {
+    flight: u64,
+    parent: Chain,
+}
+
+impl Chain {
+    fn contains(&self, flight: u64) -> bool {
+        let mut at = &self.0;
+        while let Some(link) = at {
+            if link.flight == flight {
+                return true;
+            }
+            at = &link.parent.0;
+        }
+        false
+    }
+}
+
+/// Whether the current task chain is computing `flight` (waiting on it
+/// would wait on itself).
+pub(crate) fn computing(flight: u64) -> bool {
+    CHAIN.try_with(|c| c.contains(flight)).unwrap_or(false)
 }
 
 static DEFAULT: RwLock<Option<Cache>> = RwLock::new(None);
@@ -161,22 +192,27 @@ pub(crate) struct Captured {
     cache: Cache,
     tags: Arc<BTreeMap<String, String>>,
     rerun: bool,
+    chain: Chain,
 }
 
 /// Captures the active cache (the default when outside every scope), the
-/// tags and the rerun mode of the current task.
+/// tags, the rerun mode and the flights being computed of the current task.
 pub(crate) fn capture() -> Captured {
     Captured {
         cache: cache(),
         tags: TAGS.try_with(Arc::clone).unwrap_or_default(),
         rerun: rerunning(),
+        chain: CHAIN.try_with(Chain::clone).unwrap_or_default(),
     }
 }
 
 /// A future that runs inside captured scopes.
 pub(crate) type Entered<F> = TaskLocalFuture<
     Cache,
-    TaskLocalFuture<Arc<BTreeMap<String, String>>, TaskLocalFuture<bool, F>>,
+    TaskLocalFuture<
+        Arc<BTreeMap<String, String>>,
+        TaskLocalFuture<bool, TaskLocalFuture<Chain, F>>,
+    >,
 >;
 
 impl Captured {
@@ -191,18 +227,32 @@ impl Captured {
         self
     }
 
+    /// These scopes inside the computation of `flight`.
+    pub(crate) fn computing(mut self, flight: u64) -> Self {
+        self.chain = Chain(Some(Arc::new(Link {
+            flight,
+            parent: self.chain,
+        })));
+        self
+    }
+
     /// `fut`, to run inside these scopes.
     pub(crate) fn enter<F: Future>(self, fut: F) -> Entered<F> {
         CACHE.scope(
             self.cache,
-            TAGS.scope(self.tags, RERUN.scope(self.rerun, fut)),
+            TAGS.scope(
+                self.tags,
+                RERUN.scope(self.rerun, CHAIN.scope(self.chain, fut)),
+            ),
         )
     }
 
     /// Runs `f` inside these scopes, synchronously.
     pub(crate) fn enter_sync<R>(self, f: impl FnOnce() -> R) -> R {
         CACHE.sync_scope(self.cache, || {
-            TAGS.sync_scope(self.tags, || RERUN.sync_scope(self.rerun, f))
+            TAGS.sync_scope(self.tags, || {
+                RERUN.sync_scope(self.rerun, || CHAIN.sync_scope(self.chain, f))
+            })
         })
     }
 }

@@ -325,13 +325,27 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// Fails when a storage operation fails.
+    /// Fails when a storage operation fails, and with
+    /// [`StorageError::Damaged`] when the record was damaged (and set aside)
+    /// and no level holds the call whole: unlike the other reads, which see
+    /// a damaged record as absent, this one tells, so that a cached function
+    /// counts the fault.
     pub async fn load_with_result(
         &self,
         key: &Digest,
     ) -> Result<Option<(CallRecord, Option<Bytes>)>, CacheError> {
+        // A damaged record at one level is reported if no deeper level has
+        // the call.
+        let mut damaged = None;
         for (i, level) in self.inner.levels.iter().enumerate() {
-            if let Some((record, bytes)) = level.calls.get_with_result(key).await? {
+            let found = match level.calls.get_with_result(key).await {
+                Err(e @ StorageError::Damaged { .. }) => {
+                    damaged.get_or_insert(e);
+                    continue;
+                }
+                found => found?,
+            };
+            if let Some((record, bytes)) = found {
                 if i > 0
                     && let Err(e) = self.backfill(key, &record, i).await
                 {
@@ -344,7 +358,7 @@ impl Cache {
                 return Ok(Some((record, bytes)));
             }
         }
-        Ok(None)
+        damaged.map_or(Ok(None), |e| Err(e.into()))
     }
 
     /// The call under `key`, lazily: metadata now, values when asked.

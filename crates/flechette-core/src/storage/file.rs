@@ -243,20 +243,26 @@ impl FileCalls {
         })
     }
 
+    /// The record under `key`; a damaged one is set aside and reported as
+    /// [`StorageError::Damaged`].
     fn read(shards: &Shards, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
         let Some((path, bytes)) = shards.read(key)? else {
             return Ok(None);
         };
-        match rmp_serde::from_slice::<CallRecord>(&bytes) {
-            Ok(record) if record.key() == *key => Ok(Some(record)),
-            Ok(_) => {
-                shards.quarantine(&path, &bytes, "record does not match its key");
-                Ok(None)
-            }
-            Err(e) => {
-                shards.quarantine(&path, &bytes, &format!("record does not decode: {e}"));
-                Ok(None)
-            }
+        let why = match rmp_serde::from_slice::<CallRecord>(&bytes) {
+            Ok(record) if record.key() == *key => return Ok(Some(record)),
+            Ok(_) => "record does not match its key".to_owned(),
+            Err(e) => format!("record does not decode: {e}"),
+        };
+        shards.quarantine(&path, &bytes, &why);
+        Err(StorageError::Damaged { key: *key, why })
+    }
+
+    /// [`read`](Self::read), with a damaged record as absent.
+    fn read_or_none(shards: &Shards, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
+        match Self::read(shards, key) {
+            Err(StorageError::Damaged { .. }) => Ok(None),
+            other => other,
         }
     }
 }
@@ -265,7 +271,16 @@ impl FileCalls {
 impl CallStorage for FileCalls {
     async fn get(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
         let (shards, key) = (self.shards.clone(), *key);
-        blocking(move || Self::read(&shards, &key)).await
+        blocking(move || Self::read_or_none(&shards, &key)).await
+    }
+
+    async fn get_with_result(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<(CallRecord, Option<Bytes>)>, StorageError> {
+        let (shards, key) = (self.shards.clone(), *key);
+        let record = blocking(move || Self::read(&shards, &key)).await?;
+        Ok(record.map(|record| (record, None)))
     }
 
     async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError> {
@@ -289,7 +304,7 @@ impl CallStorage for FileCalls {
         blocking(move || {
             let mut out = Vec::new();
             for key in shards.list(None)? {
-                if let Some(record) = Self::read(&shards, &key)?
+                if let Some(record) = Self::read_or_none(&shards, &key)?
                     && query.matches(&record)
                 {
                     out.push((key, record));

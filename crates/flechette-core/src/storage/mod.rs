@@ -40,6 +40,18 @@ pub enum StorageError {
     /// A backend-specific failure.
     #[error("{0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// A stored call record was damaged (it does not decode, or it is the
+    /// record of another key). The backend has set it aside and warned; the
+    /// call reads as absent. Only [`CallStorage::get_with_result`] reports
+    /// it, so that a cached function can count the fault; every other read
+    /// treats the record as missing.
+    #[error("the stored call {key} is damaged: {why}")]
+    Damaged {
+        /// The call key.
+        key: crate::Digest,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 /// Digest → bytes: where argument and result values live, each stored once.

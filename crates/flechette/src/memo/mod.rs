@@ -2,6 +2,7 @@
 //! tier in front of the active cache, single-flight computations, refresh
 //! and expiry, timeouts and invalidation.
 
+pub(crate) mod clock;
 pub(crate) mod flight;
 pub(crate) mod hot;
 pub(crate) mod lru;
@@ -11,7 +12,7 @@ pub(crate) mod stats;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +21,8 @@ use flechette_core::storage::{Coordinator, Invalidation, Lease};
 use flechette_core::{
     Cache, CacheError, CallRecord, Digest, Lifespan, Metadata, Runtime, Timestamp, call_key,
 };
+
+use clock::{lifespan_now, to_instants};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -49,17 +52,33 @@ pub(crate) struct Ident {
     pub(crate) arg_names: Vec<String>,
 }
 
-/// How long results live and how long computations may take.
+/// Which results are kept (all, unless told).
+pub(crate) type KeepFn<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
+
+/// How long results live, which are kept, and how long computations may
+/// take.
 pub(crate) struct Policy<T> {
     pub(crate) freshness: Freshness,
     pub(crate) lifespan: Option<LifespanFn<T>>,
+    pub(crate) keep: Option<KeepFn<T>>,
     pub(crate) timeout: Option<Duration>,
+    /// A computation running longer than this is reported (once).
+    pub(crate) warn_after: Duration,
+}
+
+/// What a flight has answered so far.
+pub(crate) enum Answer<T, E> {
+    /// A stored value served while the flight goes on to refresh it; good
+    /// for callers arriving before its expiry (none: it never expires).
+    Early(T, Option<Instant>),
+    /// The outcome of the flight.
+    Done(Outcome<T, E>),
 }
 
 /// One computation in progress and the outcome its waiters receive.
 pub(crate) struct Flight<T, E> {
     id: u64,
-    outcome: watch::Sender<Option<Outcome<T, E>>>,
+    answer: watch::Sender<Option<Answer<T, E>>>,
     mark: Mark,
     /// Held while the result is stored: an invalidation waits for a store
     /// under way before it evicts, so it never returns with the
@@ -73,25 +92,52 @@ impl<T, E> Flight<T, E> {
     fn new() -> Self {
         Self {
             id: NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed),
-            outcome: watch::Sender::new(None),
+            answer: watch::Sender::new(None),
             mark: Mark::default(),
             storing: tokio::sync::Mutex::new(()),
         }
     }
 
+    /// Publishes the flight's outcome.
     fn publish(&self, outcome: Outcome<T, E>) {
-        self.outcome.send_replace(Some(outcome));
+        self.answer.send_replace(Some(Answer::Done(outcome)));
     }
 
-    fn is_published(&self) -> bool {
-        self.outcome.borrow().is_some()
+    /// Answers callers with a stored value until it expires, while the
+    /// flight goes on; callers arriving after `expire_at` wait for the
+    /// outcome.
+    fn publish_early(&self, value: T, expire_at: Option<Instant>) {
+        self.answer.send_if_modified(|answer| {
+            if answer.is_some() {
+                return false;
+            }
+            *answer = Some(Answer::Early(value, expire_at));
+            true
+        });
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(*self.answer.borrow(), Some(Answer::Done(_)))
     }
 }
 
 impl<T, E> Invalidate for Flight<T, E> {
     fn invalidate(&self) {
         self.mark.invalidate();
+        // Wake the waiters: they leave this flight.
+        self.answer.send_modify(|_| {});
     }
+}
+
+/// A caller's place after it entered the flights of a key.
+pub(crate) enum Entered<A, T, E> {
+    /// It started the flight, which runs its body.
+    Leading(Arc<Flight<T, E>>),
+    /// It waits for another caller's flight; if that flight is detached
+    /// (invalidated) it enters again with its own arguments and body.
+    Waiting(Arc<Flight<T, E>>, HotKey, A, Kind, Option<Job<A, T, E>>),
+    /// It would wait on a flight its own task chain computes.
+    Cycle(CallError<E>),
 }
 
 /// What the synchronous start of a call decided.
@@ -193,7 +239,7 @@ struct FlightGuard<A, T, E> {
 
 impl<A, T, E> Drop for FlightGuard<A, T, E> {
     fn drop(&mut self) {
-        if !self.flight.is_published() {
+        if !self.flight.is_done() {
             let panicked = std::thread::panicking();
             if panicked {
                 Counters::count(&self.memo.counters.failures);
@@ -315,8 +361,9 @@ where
         kind: Kind,
         job: Option<Job<A, T, E>>,
     ) -> Outcome<T, E> {
-        let flight = self.enter(key, args, kind, job, &Placement::default());
-        Self::wait(flight).await
+        let placement = Placement::default();
+        let entered = self.enter(key, args, kind, job, &placement);
+        self.finish(entered, &placement).await
     }
 
     /// Joins the flight for `key`, or starts one where `placement` says.
@@ -327,7 +374,7 @@ where
         kind: Kind,
         job: Option<Job<A, T, E>>,
         placement: &Placement,
-    ) -> Arc<Flight<T, E>> {
+    ) -> Entered<A, T, E> {
         let role = {
             let mut table = lock(&self.flights);
             if kind == Kind::Force {
@@ -338,24 +385,82 @@ where
         };
         match role {
             Role::Waiter(flight) => {
+                if scope::computing(flight.id) {
+                    return Entered::Cycle(self.cycle(&args));
+                }
                 self.counters.collapsed.incr();
-                flight
+                Entered::Waiting(flight, key, args, kind, job)
             }
             Role::Leader(flight) => {
                 self.launch(key, Arc::clone(&flight), args, kind, job, placement);
-                flight
+                Entered::Leading(flight)
             }
         }
     }
 
-    /// Waits for the outcome of `flight`.
-    pub(crate) async fn wait(flight: Arc<Flight<T, E>>) -> Outcome<T, E> {
-        let mut rx = flight.outcome.subscribe();
-        let outcome = match rx.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone(),
-            Err(_) => None,
+    /// The error of a call that would wait on its own computation.
+    fn cycle(&self, args: &A) -> CallError<E> {
+        let key = match args.digests() {
+            Ok(digests) => self.key_of(&digests).to_hex()[..12].to_owned(),
+            Err(e) => return e.into(),
         };
-        outcome.unwrap_or(Err(CallError::Abandoned))
+        CallError::Cycle {
+            function: self.ident.name.clone(),
+            key,
+        }
+    }
+
+    /// Waits for the flight a caller entered; a waiter whose flight is
+    /// detached enters again (joining or starting a new computation).
+    pub(crate) async fn finish(
+        self: &Arc<Self>,
+        mut entered: Entered<A, T, E>,
+        placement: &Placement,
+    ) -> Outcome<T, E> {
+        loop {
+            match entered {
+                Entered::Leading(flight) => {
+                    return Self::wait(&flight, false)
+                        .await
+                        .unwrap_or(Err(CallError::Abandoned));
+                }
+                Entered::Cycle(e) => return Err(e),
+                Entered::Waiting(flight, key, args, kind, job) => {
+                    if let Some(outcome) = Self::wait(&flight, true).await {
+                        return outcome;
+                    }
+                    entered = self.enter(key, args, kind, job, placement);
+                }
+            }
+        }
+    }
+
+    /// Waits for what `flight` answers: its outcome, or a stored value it
+    /// serves that has not expired. `None` when `detachable` and the flight
+    /// was invalidated: the caller no longer waits for it.
+    async fn wait(flight: &Flight<T, E>, detachable: bool) -> Option<Outcome<T, E>> {
+        let detached = || detachable && flight.mark.is_set();
+        let mut rx = flight.answer.subscribe();
+        let answer = rx
+            .wait_for(|answer| {
+                detached()
+                    || match answer {
+                        Some(Answer::Done(_)) => true,
+                        Some(Answer::Early(_, expire_at)) => {
+                            expire_at.is_none_or(|at| Instant::now() < at)
+                        }
+                        None => false,
+                    }
+            })
+            .await;
+        if detached() {
+            return None;
+        }
+        Some(match answer.as_deref() {
+            Ok(Some(Answer::Done(outcome))) => outcome.clone(),
+            Ok(Some(Answer::Early(value, _))) => Ok(value.clone()),
+            Ok(None) | Err(_) => Err(CallError::Abandoned),
+        })
     }
 
     /// Starts one background refresh of `key`, unless a flight runs already.
@@ -377,7 +482,7 @@ where
         job: Option<Job<A, T, E>>,
         placement: &Placement,
     ) {
-        let scope = scope::capture();
+        let scope = scope::capture().computing(flight.id);
         let cache = self.cache.clone().unwrap_or_else(|| scope.cache());
         self.listen_to(&cache);
         let guard = FlightGuard {
@@ -430,10 +535,12 @@ where
             && let Some((value, deadlines, age)) = self.stored(&cache, &call_key).await
         {
             self.promote(&guard.key, flight, &call_key, value.clone(), deadlines);
-            flight.publish(Ok(value));
             if age == Age::Fresh {
-                return;
+                return flight.publish(Ok(value));
             }
+            // Stale: served to callers until it expires, while this flight
+            // refreshes it.
+            flight.publish_early(value, deadlines.expire_at);
             // Served stale from storage: refresh it in this same flight.
             if !refreshing {
                 Counters::count(&self.counters.refreshes_started);
@@ -465,21 +572,22 @@ where
         };
         match computed {
             Ok((value, record, values)) => {
-                self.store(&guard.key, flight, &cache, value.clone(), &record, values)
-                    .await;
+                if self.keeps(&value) {
+                    self.store(&guard.key, flight, &cache, value.clone(), &record, values)
+                        .await;
+                }
                 release.await;
                 flight.publish(Ok(value));
             }
             Err(e) => {
                 if refreshing {
                     Counters::count(&self.counters.refreshes_failed);
-                    tracing::warn!(function = %self.ident.name, error = %ErrorKind(&e), "background refresh failed; the old value is kept");
+                    tracing::warn!(function = %self.ident.name, error = %ErrorKind(&e), "background refresh failed; the old value is kept until it expires");
                 }
                 release.await;
-                // Whoever was served the stored value keeps it.
-                if !flight.is_published() {
-                    flight.publish(Err(e));
-                }
+                // Whoever was served the stored value keeps it; callers
+                // still waiting get the error.
+                flight.publish(Err(e));
             }
         }
     }
@@ -600,22 +708,31 @@ where
             (None, Some(func)) => func(args),
             (None, None) => return Err(CallError::Unbound),
         };
+        let running = self.counters.running();
+        let fut = watch_slow(&self.ident.name, self.policy.warn_after, CatchUnwind(fut));
         let outcome = match self.policy.timeout {
-            Some(limit) => match tokio::time::timeout(limit, fut).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    Counters::count(&self.counters.timeouts);
-                    return Err(CallError::Timeout(limit));
-                }
-            },
-            None => fut.await,
+            Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+            None => Some(fut.await),
         };
+        drop(running);
         let took = started.elapsed();
-        self.counters.record_load(took);
-        let value = outcome.map_err(|e| {
-            Counters::count(&self.counters.failures);
-            CallError::Failed(Arc::new(e))
-        })?;
+        self.counters.record_computation(took);
+        let value = match outcome {
+            Some(Ok(Ok(value))) => value,
+            Some(Ok(Err(e))) => {
+                Counters::count(&self.counters.failures);
+                return Err(CallError::Failed(Arc::new(e)));
+            }
+            Some(Err(Panicked)) => {
+                Counters::count(&self.counters.failures);
+                return Err(CallError::Panicked);
+            }
+            None => {
+                Counters::count(&self.counters.timeouts);
+                let limit = self.policy.timeout.unwrap_or_default();
+                return Err(CallError::Timeout(limit));
+            }
+        };
         let result = encoding::to_vec(&value)?;
         let result_digest = Digest::of_encoded(&result);
         let timestop = Timestamp::now();
@@ -651,6 +768,11 @@ where
         let mut values = encoded;
         values.push((result_digest, Bytes::from(result)));
         Ok((value, record, values))
+    }
+
+    /// Whether `value` is kept (stored and put in the hot tier).
+    fn keeps(&self, value: &T) -> bool {
+        self.policy.keep.as_ref().is_none_or(|keep| keep(value))
     }
 
     fn freshness(&self, value: &T) -> Freshness {
@@ -869,30 +991,6 @@ where
     }
 }
 
-/// The wall-clock time of lifespans: the wall clock read once, moved on by
-/// the runtime's monotonic clock. It agrees with other processes' wall clocks
-/// and, under tokio's paused test clock, moves exactly as far as the runtime
-/// clock does.
-pub(crate) fn lifespan_now() -> Timestamp {
-    static ANCHOR: OnceLock<(Timestamp, Instant)> = OnceLock::new();
-    let (wall, at) = *ANCHOR.get_or_init(|| (Timestamp::now(), Instant::now()));
-    wall.plus(Instant::now().saturating_duration_since(at))
-}
-
-/// Converts absolute lifespan deadlines into instants of the runtime clock.
-fn to_instants(lifespan: &Lifespan) -> Deadlines<Instant> {
-    let (now_wall, now) = (lifespan_now(), Instant::now());
-    // A deadline too far to represent is no deadline.
-    let at = |t: Timestamp| {
-        let ahead = u64::try_from(t.0.saturating_sub(now_wall.0)).unwrap_or(0);
-        now.checked_add(Duration::from_micros(ahead))
-    };
-    Deadlines {
-        update_at: lifespan.update_after.and_then(at),
-        expire_at: lifespan.expire_after.and_then(at),
-    }
-}
-
 /// Displays a call error without requiring `E: Display`.
 struct ErrorKind<'a, E>(&'a CallError<E>);
 
@@ -906,6 +1004,42 @@ impl<E> std::fmt::Display for ErrorKind<'_, E> {
             CallError::Encode(e) => write!(f, "{e}"),
             CallError::Argument(e) => write!(f, "{e}"),
             CallError::Unbound => f.write_str("no function body"),
+            CallError::Cycle { .. } => f.write_str("a cycle"),
         }
     }
+}
+
+/// A panic inside the computation, caught where it happened.
+struct Panicked;
+
+/// Polls a future, turning a panic in it into [`Panicked`]: the flight
+/// reports it as [`CallError::Panicked`] and counts it, like an error.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Panicked>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(_) => std::task::Poll::Ready(Err(Panicked)),
+        }
+    }
+}
+
+/// Runs `fut`, warning once (naming the function) if it is still running
+/// after `after`.
+async fn watch_slow<F: Future>(function: &str, after: Duration, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    tokio::select! {
+        biased;
+        out = &mut fut => return out,
+        () = tokio::time::sleep(after) => {}
+    }
+    tracing::warn!(function = %function, running_for = ?after, "a computation is still running; callers of its key wait for it (invalidate the key to detach them)");
+    fut.await
 }

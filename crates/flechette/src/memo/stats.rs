@@ -60,8 +60,9 @@ pub(crate) struct Counters {
     pub(crate) evictions: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) failures: AtomicU64,
-    pub(crate) loads: AtomicU64,
-    pub(crate) load_nanos: AtomicU64,
+    pub(crate) computations: AtomicU64,
+    pub(crate) computation_nanos: AtomicU64,
+    pub(crate) running: AtomicU64,
     pub(crate) waited_across: AtomicU64,
     pub(crate) storage_faults: AtomicU64,
 }
@@ -71,10 +72,17 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_load(&self, took: Duration) {
-        self.loads.fetch_add(1, Ordering::Relaxed);
+    /// Counts one computation that ended, after `took`.
+    pub(crate) fn record_computation(&self, took: Duration) {
+        self.computations.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.load_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.computation_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Counts a computation as running until the guard drops.
+    pub(crate) fn running(&self) -> Running<'_> {
+        self.running.fetch_add(1, Ordering::Relaxed);
+        Running(&self.running)
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -89,11 +97,21 @@ impl Counters {
             evictions: get(&self.evictions),
             timeouts: get(&self.timeouts),
             failures: get(&self.failures),
-            loads: get(&self.loads),
-            load_time: Duration::from_nanos(get(&self.load_nanos)),
+            computations: get(&self.computations),
+            computation_time: Duration::from_nanos(get(&self.computation_nanos)),
+            running: get(&self.running),
             waited_across: get(&self.waited_across),
             storage_faults: get(&self.storage_faults),
         }
+    }
+}
+
+/// Marks one computation as running while it lives.
+pub(crate) struct Running<'a>(&'a AtomicU64);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -112,18 +130,22 @@ pub struct Stats {
     pub collapsed: u64,
     /// Background refreshes started.
     pub refreshes_started: u64,
-    /// Background refreshes whose computation failed or timed out.
+    /// Background refreshes whose computation failed, panicked or timed out.
     pub refreshes_failed: u64,
     /// Entries evicted from the in-process tier for capacity.
     pub evictions: u64,
     /// Computations cancelled by the timeout.
     pub timeouts: u64,
-    /// Computations that returned an error or panicked.
+    /// Computations that returned an error or panicked (background
+    /// refreshes included; a timeout counts in `timeouts`).
     pub failures: u64,
-    /// Computations run.
-    pub loads: u64,
-    /// Time spent in computations, summed.
-    pub load_time: Duration,
+    /// Computations that ran to an end: with a value, an error, a panic or
+    /// a timeout (background refreshes included).
+    pub computations: u64,
+    /// Time spent in those computations, summed.
+    pub computation_time: Duration,
+    /// Computations running now (a gauge).
+    pub running: u64,
     /// Times a computation waited for another process sharing the cache to
     /// finish the same call (cross-process single flight).
     pub waited_across: u64,
