@@ -92,3 +92,22 @@ async fn recursion_on_other_keys_still_works() {
     assert_eq!(total, depth * (depth + 1) / 2);
     let _ = Arc::new(());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rerun_calling_itself_is_a_cycle_not_an_endless_rerun() {
+    static RERUN: OnceLock<Fallible> = OnceLock::new();
+    let f = RERUN.get_or_init(|| {
+        CachedFn::builder("rerun_ouroboros")
+            .args(["n"])
+            .cache(Cache::memory())
+            .build_fallible(|(n,): (u32,)| async move {
+                match RERUN.get().unwrap().call((n,)).await {
+                    Err(CallError::Cycle { .. }) => Ok(n),
+                    other => other.map_err(|e| describe(&e)),
+                }
+            })
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(5), f.rerun((4,))).await;
+    assert_eq!(outcome.expect("no endless rerun").unwrap(), 4);
+    assert_eq!(f.stats().computations, 1);
+}

@@ -83,3 +83,30 @@ async fn the_macro_takes_skip_none() {
     assert_eq!(find_fallible(12).await, Ok(Some(12)));
     assert!(find_fallible_cached().contains((12,)).await.unwrap());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_returns_none_drops_the_old_value() {
+    use std::time::Duration;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = runs.clone();
+    let f = CachedFn::builder("vanishing")
+        .args(["id"])
+        .cache(Cache::memory())
+        .update_after(Duration::from_secs(1))
+        .skip_none()
+        .build(move |(id,): (u32,)| {
+            let run = n.fetch_add(1, Ordering::SeqCst);
+            async move { (run == 0).then_some(id) }
+        });
+    assert_eq!(f.call((1,)).await.unwrap(), Some(1));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(
+        f.call((1,)).await.unwrap(),
+        Some(1),
+        "stale, refresh starts"
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(!f.contains((1,)).await.unwrap(), "the refresh said None");
+    assert_eq!(f.call((1,)).await.unwrap(), None, "computed again");
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}

@@ -53,6 +53,7 @@ async fn invalidate_detaches_the_callers_of_a_stuck_computation() {
         let got = tokio::time::timeout(Duration::from_secs(3_600), w).await;
         assert_eq!(got.expect("detached").unwrap().unwrap(), 2);
     }
+    assert_eq!(f.stats().collapsed, 3, "a detached waiter counts once");
     assert_eq!(f.call((1,)).await.unwrap(), 2, "stored, a hit");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     // The stuck one still runs (its caller waits for it, as for any future

@@ -214,9 +214,15 @@ impl<A: Args, T> CachedFnBuilder<A, T> {
 
     /// A computation still running after `d` is reported once, with a
     /// `tracing` warning naming the function (default
-    /// [`DEFAULT_WARN_AFTER`], 30 s; `Duration::MAX` never warns). Nothing
-    /// is cancelled: that is what [`timeout`](Self::timeout) does. Callers
-    /// waiting on a stuck computation are released by invalidating its key.
+    /// [`DEFAULT_WARN_AFTER`], 30 s). Nothing is cancelled: that is what
+    /// [`timeout`](Self::timeout) does. Callers waiting on a stuck
+    /// computation are released by invalidating its key.
+    ///
+    /// The warning uses a tokio timer, so computations need a runtime with
+    /// time enabled (`enable_all`, `#[tokio::main]`), as `timeout` does. On
+    /// a paused test clock that pending timer is somewhere auto-advance can
+    /// jump to while a computation waits on outside I/O; `Duration::MAX`
+    /// never warns and sets no timer.
     pub fn warn_after(mut self, d: Duration) -> Self {
         self.warn_after = d;
         self
@@ -573,7 +579,11 @@ where
             Ok(Step::Fly(key, args, kind, job)) => {
                 let entered = self.memo.enter(key, args, kind, job, placement);
                 let (memo, placement) = (Arc::clone(&self.memo), placement.clone());
-                TaskHandle::waiting(async move { memo.finish(entered, &placement).await })
+                // A waiter detached from its flight enters again in the
+                // caller's scopes, wherever the handle is polled.
+                TaskHandle::waiting(
+                    scope::capture().enter(async move { memo.finish(entered, &placement).await }),
+                )
             }
         }
     }

@@ -70,11 +70,16 @@ impl<K: Hash + Eq, F: Invalidate> FlightTable<K, F> {
     }
 
     /// Invalidates the flight for `key`, if any: its result will not be
-    /// stored, and the next caller starts a new flight.
-    pub(crate) fn invalidate(&mut self, key: &K) {
-        if let Some(f) = self.flights.remove(key) {
-            f.invalidate();
-        }
+    /// stored, and the next caller starts a new flight. Returns it.
+    pub(crate) fn invalidate(&mut self, key: &K) -> Option<Arc<F>> {
+        let f = self.flights.remove(key)?;
+        f.invalidate();
+        Some(f)
+    }
+
+    /// The flight running for `key`, if any.
+    pub(crate) fn running(&self, key: &K) -> Option<&Arc<F>> {
+        self.flights.get(key)
     }
 
     /// Invalidates the flights whose key passes `pred`; returns them.

@@ -121,11 +121,18 @@ impl<T, E> Flight<T, E> {
     }
 }
 
+impl<T, E> Flight<T, E> {
+    /// Wakes the waiters of an invalidated flight: they leave it and enter
+    /// again. Called once whatever the invalidation evicts is gone, so that
+    /// a new flight they start cannot read it.
+    fn release_waiters(&self) {
+        self.answer.send_modify(|_| {});
+    }
+}
+
 impl<T, E> Invalidate for Flight<T, E> {
     fn invalidate(&self) {
         self.mark.invalidate();
-        // Wake the waiters: they leave this flight.
-        self.answer.send_modify(|_| {});
     }
 }
 
@@ -375,20 +382,42 @@ where
         job: Option<Job<A, T, E>>,
         placement: &Placement,
     ) -> Entered<A, T, E> {
-        let role = {
+        self.enter_again(key, args, kind, job, placement, false)
+    }
+
+    /// [`enter`](Self::enter), for the first time or (`again`) after the
+    /// flight it waited on was detached: a caller counts as collapsed once.
+    fn enter_again(
+        self: &Arc<Self>,
+        key: HotKey,
+        args: A,
+        kind: Kind,
+        job: Option<Job<A, T, E>>,
+        placement: &Placement,
+        again: bool,
+    ) -> Entered<A, T, E> {
+        let (role, superseded) = {
             let mut table = lock(&self.flights);
-            if kind == Kind::Force {
-                // A rerun never takes an answer already on its way.
-                table.invalidate(&key);
+            // Waiting on (or, for a rerun, replacing) a flight this very
+            // task chain computes would never end.
+            if table.running(&key).is_some_and(|f| scope::computing(f.id)) {
+                drop(table);
+                return Entered::Cycle(self.cycle(&args));
             }
-            table.join_or_lead(key.clone(), Flight::new)
+            // A rerun never takes an answer already on its way.
+            let superseded = (kind == Kind::Force)
+                .then(|| table.invalidate(&key))
+                .flatten();
+            (table.join_or_lead(key.clone(), Flight::new), superseded)
         };
+        if let Some(old) = superseded {
+            old.release_waiters();
+        }
         match role {
             Role::Waiter(flight) => {
-                if scope::computing(flight.id) {
-                    return Entered::Cycle(self.cycle(&args));
+                if !again {
+                    self.counters.collapsed.incr();
                 }
-                self.counters.collapsed.incr();
                 Entered::Waiting(flight, key, args, kind, job)
             }
             Role::Leader(flight) => {
@@ -429,7 +458,7 @@ where
                     if let Some(outcome) = Self::wait(&flight, true).await {
                         return outcome;
                     }
-                    entered = self.enter(key, args, kind, job, placement);
+                    entered = self.enter_again(key, args, kind, job, placement, true);
                 }
             }
         }
@@ -575,6 +604,10 @@ where
                 if self.keeps(&value) {
                     self.store(&guard.key, flight, &cache, value.clone(), &record, values)
                         .await;
+                } else if refreshing || kind == Kind::Force {
+                    // A refused result replaces nothing: the value it would
+                    // have refreshed goes, so it is not served again.
+                    self.drop_refused(&guard.key, &cache, &call_key).await;
                 }
                 release.await;
                 flight.publish(Ok(value));
@@ -770,6 +803,16 @@ where
         Ok((value, record, values))
     }
 
+    /// Forgets the value a refused refresh (or rerun) would have replaced,
+    /// in process and in storage.
+    async fn drop_refused(&self, key: &HotKey, cache: &Cache, call_key: &Digest) {
+        self.hot.remove(key.into());
+        if let Err(e) = cache.evict(call_key).await {
+            Counters::count(&self.counters.storage_faults);
+            tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not evict a call whose refresh was not kept");
+        }
+    }
+
     /// Whether `value` is kept (stored and put in the hot tier).
     fn keeps(&self, value: &T) -> bool {
         self.policy.keep.as_ref().is_none_or(|keep| keep(value))
@@ -941,12 +984,18 @@ where
         // result: from then on none of them writes, and the eviction takes
         // whatever they wrote. Mark again after: a flight started meanwhile
         // may have read the old record, and must not promote it.
-        for flight in forget() {
+        let mut marked = forget();
+        for flight in &marked {
             drop(flight.storing.lock().await);
         }
         let cache = self.cache();
         let evicted = cache.evict(&call_key).await;
-        forget();
+        marked.extend(forget());
+        // Only now may the detached waiters start anew: nothing they read
+        // is the invalidated call.
+        for flight in marked {
+            flight.release_waiters();
+        }
         self.announce(&cache, Some(call_key)).await;
         evicted
     }
@@ -965,27 +1014,36 @@ where
         };
         // As in `invalidate`: mark running flights and wait for their
         // stores before the evictions, and mark again after.
-        for flight in forget() {
+        let mut marked = forget();
+        for flight in &marked {
             drop(flight.storing.lock().await);
         }
         let cache = self.cache();
         let mut evicted = 0;
         let mut outcome = Ok(());
-        for call in cache.query(&query).await? {
-            // An unversioned function's query matches every version.
-            if call.record().version != self.ident.version {
-                continue;
-            }
-            match cache.evict(&call.digest()).await {
-                Ok(removed) => evicted += usize::from(removed),
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
+        match cache.query(&query).await {
+            Ok(calls) => {
+                for call in calls {
+                    // An unversioned function's query matches every version.
+                    if call.record().version != self.ident.version {
+                        continue;
+                    }
+                    match cache.evict(&call.digest()).await {
+                        Ok(removed) => evicted += usize::from(removed),
+                        Err(e) => {
+                            outcome = Err(e);
+                            break;
+                        }
+                    }
                 }
             }
+            Err(e) => outcome = Err(e),
         }
         // Whatever storage did, the process forgets, and tells the others.
-        forget();
+        marked.extend(forget());
+        for flight in marked {
+            flight.release_waiters();
+        }
         self.announce(&cache, None).await;
         outcome.map(|()| evicted)
     }
@@ -1034,6 +1092,9 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 /// Runs `fut`, warning once (naming the function) if it is still running
 /// after `after`.
 async fn watch_slow<F: Future>(function: &str, after: Duration, fut: F) -> F::Output {
+    if after == Duration::MAX {
+        return fut.await;
+    }
     let mut fut = std::pin::pin!(fut);
     tokio::select! {
         biased;
