@@ -184,6 +184,14 @@ async fn main() -> Result<(), Error> {
     let app = App::default();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
+    // `--addr-file PATH`: where a supervisor (or a test) finds the address,
+    // written whole (to a temporary name, then renamed).
+    if let Some(i) = args.iter().position(|a| a == "--addr-file") {
+        let path = std::path::PathBuf::from(args.get(i + 1).ok_or("--addr-file needs a path")?);
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, addr.to_string())?;
+        std::fs::rename(&partial, &path)?;
+    }
     let server = axum::serve(listener, router(app.clone(), page_layer()));
     if demo {
         tokio::spawn(async move { server.await });

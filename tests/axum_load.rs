@@ -199,34 +199,32 @@ async fn the_axum_service_under_load() {
 /// A service whose stdout is closed before it writes a line keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_survives_its_stdout_closing() {
-    // A free loopback port, given to the example (it cannot tell us its
-    // address: nobody reads its output).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nobody reads its output, so it tells its address through a file.
+    let dir = tempfile::tempdir().unwrap();
+    let addr_file = dir.path().join("addr");
     let mut child = Command::new(example("axum_service"))
-        .args(["--port", &port.to_string()])
+        .args(["--port", "0", "--addr-file"])
+        .arg(&addr_file)
         .stdout(Stdio::piped())
         .spawn()
         .expect("the example runs (cargo test builds it)");
     drop(child.stdout.take()); // closed before the example's first line
     let mut server = Server(child);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    // Until it listens (it binds, then writes its lines), or dies.
-    let mut sender = loop {
+    // Until it listens (the file is written after the bind), or dies.
+    let addr: SocketAddr = loop {
         if let Some(status) = server.0.try_wait().unwrap() {
             panic!("the service died when its stdout closed: {status}");
         }
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(_) => break connect(addr).await,
+        match std::fs::read_to_string(&addr_file) {
+            Ok(text) => break text.trim().parse().unwrap(),
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
         }
     };
+    let mut sender = connect(addr).await;
+    // By now it has written its lines into the closed pipe.
     for _ in 0..3 {
         let (status, _) = send(&mut sender, "GET", "/item/1").await;
         assert_eq!(status, 200);
     }
-    drop(server);
+    assert!(server.0.try_wait().unwrap().is_none(), "still running");
 }
