@@ -127,6 +127,130 @@ impl Invalidate for Mark {
     }
 }
 
+/// The flight of a cached function: what its waiters see, its mark, and
+/// the lock held while it stores its result.
+mod of_memo {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::sync::watch;
+    use tokio::time::Instant;
+
+    use super::{Invalidate, Mark};
+    use crate::error::CallError;
+    use crate::memo::hot::HotKey;
+    use crate::memo::stats::Counters;
+    use crate::memo::{Job, Kind, Memo, Outcome, lock};
+
+    /// What a flight has answered so far.
+    pub(crate) enum Answer<T, E> {
+        /// A stored value served while the flight goes on to refresh it; good
+        /// for callers arriving before its expiry (none: it never expires).
+        Early(T, Option<Instant>),
+        /// The outcome of the flight.
+        Done(Outcome<T, E>),
+    }
+
+    /// One computation in progress and the outcome its waiters receive.
+    pub(crate) struct Flight<T, E> {
+        pub(crate) id: u64,
+        pub(crate) answer: watch::Sender<Option<Answer<T, E>>>,
+        pub(crate) mark: Mark,
+        /// Held while the result is stored: an invalidation waits for a store
+        /// under way before it evicts, so it never returns with the
+        /// invalidated result still in storage.
+        pub(crate) storing: tokio::sync::Mutex<()>,
+    }
+
+    static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(1);
+
+    impl<T, E> Flight<T, E> {
+        pub(crate) fn new() -> Self {
+            Self {
+                id: NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed),
+                answer: watch::Sender::new(None),
+                mark: Mark::default(),
+                storing: tokio::sync::Mutex::new(()),
+            }
+        }
+
+        /// Publishes the flight's outcome.
+        pub(crate) fn publish(&self, outcome: Outcome<T, E>) {
+            self.answer.send_replace(Some(Answer::Done(outcome)));
+        }
+
+        /// Answers callers with a stored value until it expires, while the
+        /// flight goes on; callers arriving after `expire_at` wait for the
+        /// outcome.
+        pub(crate) fn publish_early(&self, value: T, expire_at: Option<Instant>) {
+            self.answer.send_if_modified(|answer| {
+                if answer.is_some() {
+                    return false;
+                }
+                *answer = Some(Answer::Early(value, expire_at));
+                true
+            });
+        }
+
+        pub(crate) fn is_done(&self) -> bool {
+            matches!(*self.answer.borrow(), Some(Answer::Done(_)))
+        }
+    }
+
+    impl<T, E> Flight<T, E> {
+        /// Wakes the waiters of an invalidated flight: they leave it and enter
+        /// again. Called once whatever the invalidation evicts is gone, so that
+        /// a new flight they start cannot read it.
+        pub(crate) fn release_waiters(&self) {
+            self.answer.send_modify(|_| {});
+        }
+    }
+
+    impl<T, E> Invalidate for Flight<T, E> {
+        fn invalidate(&self) {
+            self.mark.invalidate();
+        }
+    }
+
+    /// A caller's place after it entered the flights of a key.
+    pub(crate) enum Entered<A, T, E> {
+        /// It started the flight, which runs its body.
+        Leading(Arc<Flight<T, E>>),
+        /// It waits for another caller's flight; if that flight is detached
+        /// (invalidated) it enters again with its own arguments and body.
+        Waiting(Arc<Flight<T, E>>, HotKey, A, Kind, Option<Job<A, T, E>>),
+        /// It would wait on a flight its own task chain computes.
+        Cycle(CallError<E>),
+    }
+
+    /// Publishes "abandoned" (or "panicked") if a flight ends without an
+    /// outcome, and always takes the flight off the table.
+    pub(crate) struct FlightGuard<A, T, E> {
+        pub(crate) memo: Arc<Memo<A, T, E>>,
+        pub(crate) key: HotKey,
+        pub(crate) flight: Arc<Flight<T, E>>,
+    }
+
+    impl<A, T, E> Drop for FlightGuard<A, T, E> {
+        fn drop(&mut self) {
+            if !self.flight.is_done() {
+                let panicked = std::thread::panicking();
+                if panicked {
+                    Counters::count(&self.memo.counters.failures);
+                }
+                self.flight.publish(Err(if panicked {
+                    CallError::Panicked
+                } else {
+                    CallError::Abandoned
+                }));
+            }
+            lock(&self.memo.flights).finish(&self.key, &self.flight);
+        }
+    }
+}
+
+pub(crate) use of_memo::{Answer, Entered, Flight, FlightGuard};
+
 /// Exhaustive interleavings of the single-flight protocol: every order of
 /// the steps of a few callers, a leader's store and an invalidation is run
 /// against the real [`FlightTable`] and [`Mark`], and the invariants are
