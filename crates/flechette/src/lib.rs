@@ -26,6 +26,7 @@
 //! ```
 
 mod args;
+mod builder;
 mod cached_fn;
 mod call;
 pub mod config;
@@ -43,7 +44,8 @@ pub mod __private {
 mod private;
 
 pub use args::{Arg, ArgRefs, Args};
-pub use cached_fn::{CachedFn, CachedFnBuilder, DEFAULT_CAPACITY, DEFAULT_WARN_AFTER};
+pub use builder::{CachedFnBuilder, DEFAULT_CAPACITY, DEFAULT_WARN_AFTER};
+pub use cached_fn::CachedFn;
 pub use call::CallFuture;
 pub use config::{Config, ConfigError, configure};
 pub use error::{CallError, Failure};
