@@ -139,9 +139,11 @@ where
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe. A computation runs in a task of its own: dropping this
-    /// future stops the waiting, not the computation, whose result is
-    /// still cached and handed to every other caller waiting on it.
+    /// Cancel safe. The caller that starts a computation runs it in its own
+    /// task while it awaits; dropping this future moves the computation to a
+    /// task of its own. Dropping stops the waiting, not the computation,
+    /// whose result is still cached and handed to every other caller
+    /// waiting on it.
     ///
     /// # Panics
     ///

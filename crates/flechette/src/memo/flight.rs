@@ -214,8 +214,9 @@ mod of_memo {
 
     /// A caller's place after it entered the flights of a key.
     pub(crate) enum Entered<A, T, E> {
-        /// It started the flight, which runs its body.
-        Leading(Arc<Flight<T, E>>),
+        /// It started the flight, which runs its body: in the caller's own
+        /// task when the computation is given, else in a task of its own.
+        Leading(Arc<Flight<T, E>>, Option<crate::memo::leader::InPlace>),
         /// It waits for another caller's flight; if that flight is detached
         /// (invalidated) it enters again with its own arguments and body.
         Waiting(Arc<Flight<T, E>>, HotKey, A, Kind, Option<Job<A, T, E>>),

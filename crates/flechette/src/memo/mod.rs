@@ -8,6 +8,7 @@ mod compute;
 pub(crate) mod flight;
 pub(crate) mod hot;
 mod invalidate;
+mod leader;
 pub(crate) mod lru;
 pub(crate) mod policy;
 pub(crate) mod stats;
@@ -111,6 +112,9 @@ pub(crate) struct Placement {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) blocking: bool,
     pub(crate) name: Option<Arc<str>>,
+    /// The leader computes in its own task (see [`leader`]); spawned only if
+    /// it goes away before the flight is done.
+    pub(crate) in_place: bool,
 }
 
 /// Why a flight runs.
@@ -256,7 +260,10 @@ where
         kind: Kind,
         job: Option<Job<A, T, E>>,
     ) -> Outcome<T, E> {
-        let placement = Placement::default();
+        let placement = Placement {
+            in_place: leader::may_compute_in_place(),
+            ..Placement::default()
+        };
         let entered = self.enter(key, args, kind, job, &placement);
         self.finish(entered, &placement).await
     }
@@ -309,8 +316,12 @@ where
                 Entered::Waiting(flight, key, args, kind, job)
             }
             Role::Leader(flight) => {
-                self.launch(key, Arc::clone(&flight), args, kind, job, placement);
-                Entered::Leading(flight)
+                let task = self.task(key, Arc::clone(&flight), args, kind, job, placement);
+                if placement.in_place {
+                    return Entered::Leading(flight, Some(leader::InPlace::new(task)));
+                }
+                Self::spawn(task, placement);
+                Entered::Leading(flight, None)
             }
         }
     }
@@ -336,7 +347,10 @@ where
     ) -> Outcome<T, E> {
         loop {
             match entered {
-                Entered::Leading(flight) => {
+                Entered::Leading(flight, Some(task)) => {
+                    return self.lead_in_place(&flight, task).await;
+                }
+                Entered::Leading(flight, None) => {
                     return Self::wait(&flight, false)
                         .await
                         .unwrap_or(Err(CallError::Abandoned));
@@ -385,12 +399,15 @@ where
         let flight = lock(&self.flights).lead_if_idle(key.clone(), Flight::new);
         if let Some(flight) = flight {
             Counters::count(&self.counters.refreshes_started);
-            self.launch(key, flight, args, Kind::Refresh, job, &Placement::default());
+            let placement = Placement::default();
+            let task = self.task(key, flight, args, Kind::Refresh, job, &placement);
+            Self::spawn(task, &placement);
         }
     }
 
-    /// Spawns the task of a flight, inside the caller's tags and rerun mode.
-    fn launch(
+    /// The computation of a flight as a future, inside the caller's tags
+    /// and rerun mode.
+    fn task(
         self: &Arc<Self>,
         key: HotKey,
         flight: Arc<Flight<T, E>>,
@@ -398,7 +415,7 @@ where
         kind: Kind,
         job: Option<Job<A, T, E>>,
         placement: &Placement,
-    ) {
+    ) -> BoxFuture<()> {
         let scope = scope::capture().computing(flight.id);
         let cache = self.cache.clone().unwrap_or_else(|| scope.cache());
         self.listen_to(&cache);
@@ -413,13 +430,20 @@ where
             kind = ?kind,
             task = placement.name.as_deref().unwrap_or(""),
         );
-        let task = scope
-            .with_cache(cache.clone())
-            .enter(async move {
-                let guard = guard;
-                guard.memo.run(&guard, cache, args, kind, job).await;
-            })
-            .instrument(span);
+        Box::pin(
+            scope
+                .with_cache(cache.clone())
+                .enter(async move {
+                    let guard = guard;
+                    guard.memo.run(&guard, cache, args, kind, job).await;
+                })
+                .instrument(span),
+        )
+    }
+
+    /// Runs the computation of a flight in a task of its own, where
+    /// `placement` says.
+    fn spawn(task: BoxFuture<()>, placement: &Placement) {
         let runtime = placement
             .runtime
             .clone()

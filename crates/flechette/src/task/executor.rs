@@ -161,6 +161,7 @@ impl Executor {
             runtime: Some(options.runtime.unwrap_or_else(|| self.runtime.clone())),
             blocking: options.blocking,
             name: options.name,
+            in_place: false,
         };
         let handle = f.spawn_on(args, &placement);
         let counter = if handle.is_ready() {
