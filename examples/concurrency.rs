@@ -70,7 +70,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let first = Cache::open(dir.path())?;
     let second = Cache::open(dir.path())?; // as another process would open it
-    with_cache(first, async { add.call((2, 3)).await }).await?;
+    with_cache(first.clone(), async { add.call((2, 3)).await }).await?;
+    // Results are written behind the caller: flushed, they are on disk.
+    first.flush().await;
     println!(
         "a second handle on the directory sees the call: {}",
         second.contains(&add.digest(&(2, 3))?).await?

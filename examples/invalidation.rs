@@ -192,6 +192,8 @@ async fn in_a_file_cache() -> Result<(), Box<dyn std::error::Error>> {
     for day in [1, 2] {
         println!("process A: report({day}) = {}", a.call((day,)).await?);
     }
+    // Written behind the calls; a process flushes before another reads.
+    a.cache().flush().await;
     let b = report_fn(dir.path())?;
     let report = b.call((1,)).await?;
     println!(

@@ -32,6 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in ["ada", "grace"] {
         greet.call((name.to_owned(),)).await?;
     }
+    // Results are written behind the calls: flush before the process exits.
+    cache.flush().await;
     println!("filled {path} with 5 calls");
     Ok(())
 }

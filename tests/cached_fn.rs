@@ -79,6 +79,8 @@ async fn a_corrupt_result_file_is_a_miss_and_a_recompute() {
     with_cache(c.clone(), async {
         let first = square(&runs);
         first.call((5,)).await.unwrap();
+        // Written behind the caller: durable once flushed.
+        c.flush().await;
         let result = first.load((5,)).await.unwrap().unwrap().record().result;
         std::fs::write(
             only_file_under(dir.path(), "values", &result),
@@ -100,9 +102,11 @@ async fn a_corrupt_result_file_is_a_miss_and_a_recompute() {
 async fn a_truncated_record_file_is_a_miss_and_a_recompute() {
     let dir = tempfile::tempdir().unwrap();
     let runs = counter();
-    with_cache(Cache::open(dir.path()).unwrap(), async {
+    let c = Cache::open(dir.path()).unwrap();
+    with_cache(c.clone(), async {
         let first = square(&runs);
         first.call((6,)).await.unwrap();
+        c.flush().await;
         let path = only_file_under(dir.path(), "calls", &first.digest(&(6,)).unwrap());
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
@@ -122,7 +126,7 @@ async fn a_failing_storage_degrades_to_computing() {
     std::fs::remove_dir_all(dir.path().join("calls")).unwrap();
     std::fs::write(dir.path().join("calls"), b"not a directory").unwrap();
     let runs = counter();
-    with_cache(c, async {
+    with_cache(c.clone(), async {
         let f = square(&runs);
         assert_eq!(f.call((2,)).await.unwrap(), 4);
         assert_eq!(
@@ -131,6 +135,10 @@ async fn a_failing_storage_degrades_to_computing() {
             "the in-process tier still serves"
         );
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // The first read failed, and so does the write behind the caller:
+        // both are counted.
+        c.flush().await;
+        assert_eq!(f.stats().storage_faults, 2, "{:?}", f.stats());
         let restarted = square(&runs);
         assert_eq!(restarted.call((2,)).await.unwrap(), 4);
         assert_eq!(runs.load(Ordering::SeqCst), 2, "nothing could be stored");

@@ -349,6 +349,8 @@ async fn a_persistent_cache_honours_stored_lifespans_after_a_restart() {
     first.call((0,)).await.unwrap();
     first.call((3600,)).await.unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // Written behind the callers: flushed before the "restart".
+    first.cache().flush().await;
     let restarted = make(runs.clone());
     restarted.call((3600,)).await.unwrap();
     assert_eq!(

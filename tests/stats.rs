@@ -104,6 +104,7 @@ async fn a_damaged_call_record_counts_as_a_storage_fault() {
     for k in 1..=4 {
         first.call((k,)).await.unwrap();
     }
+    cache.flush().await;
     let keys: Vec<_> = (1..=4).map(|k| first.digest(&(k,)).unwrap()).collect();
     std::fs::write(record_file(dir.path(), &keys[0]), b"\x00garbage\xff").unwrap();
     std::fs::write(record_file(dir.path(), &keys[1]), [0u8; 64]).unwrap();
@@ -135,6 +136,7 @@ async fn a_damaged_value_counts_as_a_storage_fault_too() {
     };
     let first = make();
     first.call((1,)).await.unwrap();
+    cache.flush().await;
     let result = first.load((1,)).await.unwrap().unwrap().record().result;
     let hex = result.to_hex();
     std::fs::write(dir.path().join("values").join(&hex[..2]).join(&hex), b"zz").unwrap();

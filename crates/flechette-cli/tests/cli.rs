@@ -33,6 +33,9 @@ async fn populate(dir: &Path) -> PathBuf {
         label.call((x,)).await.unwrap();
     }
     cache.save_value(&"orphan").await.unwrap();
+    // Results are written behind the callers: a process flushes before it
+    // exits, so that the next one sees them.
+    cache.flush().await;
     path
 }
 

@@ -25,7 +25,9 @@ mod record;
 pub mod storage;
 mod value;
 
-pub use cache::{Cache, CacheStack, GcProgress, GcReport, Table, TableOptions};
+pub use cache::{
+    Cache, CacheStack, GcProgress, GcReport, Table, TableOptions, WriteBehind, WriteFailed,
+};
 pub use digest::{Digest, ParseDigestError, digest};
 pub use error::CacheError;
 pub use lazy::{Call, LazyArguments, LazyCall};

@@ -322,6 +322,9 @@ fn builder(
         let ms = millis(d);
         steps.push(quote!(.warn_after(::std::time::Duration::from_millis(#ms))));
     }
+    if options.write_through {
+        steps.push(quote!(.write_through(true)));
+    }
     if options.skip_none {
         steps.push(quote!(.skip_none()));
     }

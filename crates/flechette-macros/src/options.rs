@@ -17,6 +17,7 @@ pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
     pub(crate) warn_after: Option<Duration>,
     pub(crate) skip_none: bool,
+    pub(crate) write_through: bool,
     pub(crate) capacity: Option<LitInt>,
     pub(crate) cache: Option<Expr>,
     pub(crate) lifespan: Option<Expr>,
@@ -24,7 +25,7 @@ pub(crate) struct Options {
     pub(crate) hash_code: bool,
 }
 
-const KNOWN: &str = "name, module, version, update_after, expire_after, timeout, warn_after, capacity, cache, lifespan, skip_none, ignore(...), hash_code";
+const KNOWN: &str = "name, module, version, update_after, expire_after, timeout, warn_after, capacity, cache, lifespan, skip_none, write_through, ignore(...), hash_code";
 
 impl Options {
     /// Takes one `key = value`, `key(...)` or `key` of the attribute.
@@ -41,6 +42,7 @@ impl Options {
             "timeout" => self.timeout = Some(duration(meta.value()?.parse()?)?),
             "warn_after" => self.warn_after = Some(duration(meta.value()?.parse()?)?),
             "skip_none" => self.skip_none = true,
+            "write_through" => self.write_through = true,
             "capacity" => self.capacity = Some(meta.value()?.parse()?),
             "cache" => self.cache = Some(meta.value()?.parse()?),
             "lifespan" => self.lifespan = Some(meta.value()?.parse()?),

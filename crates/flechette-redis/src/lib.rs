@@ -181,6 +181,24 @@ impl Redis {
     }
 }
 
+impl RedisCalls {
+    /// The `SET` of a call: Redis forgets it when its lifespan ends.
+    fn set_call(&self, key: &Digest, record: &CallRecord) -> Result<redis::Cmd, StorageError> {
+        let bytes = stored_call(record)?;
+        let mut set = redis::cmd("SET");
+        set.arg(self.redis.key('c', key)).arg(bytes);
+        if let Some(expire) = record
+            .metadata
+            .lifespan
+            .as_ref()
+            .and_then(|l| l.expire_after)
+        {
+            set.arg("PXAT").arg((expire.0 / 1_000).max(1));
+        }
+        Ok(set)
+    }
+}
+
 /// Values in Redis.
 #[derive(Clone, Debug)]
 pub struct RedisValues {
@@ -221,6 +239,20 @@ impl ValueStorage for RedisValues {
                     .arg(bytes.as_ref()),
             )
             .await
+    }
+
+    async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
+        // One pipeline; `NX` skips a value already stored.
+        let mut pipe = redis::pipe();
+        for (digest, bytes) in values {
+            pipe.cmd("SET")
+                .arg(self.redis.key('v', digest))
+                .arg(bytes.as_ref())
+                .arg("NX")
+                .ignore();
+        }
+        let mut conn = self.redis.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(backend)
     }
 
     async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
@@ -294,19 +326,17 @@ impl CallStorage for RedisCalls {
     }
 
     async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError> {
-        let bytes = stored_call(record)?;
-        let mut set = redis::cmd("SET");
-        set.arg(self.redis.key('c', key)).arg(bytes);
-        // Redis forgets the call when its lifespan ends.
-        if let Some(expire) = record
-            .metadata
-            .lifespan
-            .as_ref()
-            .and_then(|l| l.expire_after)
-        {
-            set.arg("PXAT").arg((expire.0 / 1_000).max(1));
+        self.redis.query::<()>(&self.set_call(key, record)?).await
+    }
+
+    async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
+        // One pipeline for the whole batch.
+        let mut pipe = redis::pipe();
+        for (key, record) in records {
+            pipe.add_command(self.set_call(key, record)?).ignore();
         }
-        self.redis.query::<()>(&set).await
+        let mut conn = self.redis.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(backend)
     }
 
     async fn get_with_result(

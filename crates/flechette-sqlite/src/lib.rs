@@ -239,6 +239,28 @@ impl ValueStorage for SqliteValues {
             .await
     }
 
+    async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
+        // One transaction; a value already stored is skipped by the insert.
+        let rows: Vec<(String, Bytes)> = values
+            .iter()
+            .map(|(d, b)| (d.to_hex(), b.clone()))
+            .collect();
+        self.db
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO vals (digest, bytes) VALUES (?1, ?2) ON CONFLICT (digest) DO NOTHING",
+                    )?;
+                    for (hex, bytes) in &rows {
+                        insert.execute(params![hex, bytes.as_ref()])?;
+                    }
+                }
+                tx.commit()
+            })
+            .await
+    }
+
     async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
         let hex = digest.to_hex();
         self.db
@@ -334,6 +356,23 @@ impl CallStorage for SqliteCalls {
             .run(move |conn| {
                 let tx = conn.transaction()?;
                 schema::put_call(&tx, &key, &record, &bytes)?;
+                tx.commit()
+            })
+            .await
+    }
+
+    async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
+        // One transaction for the whole batch.
+        let rows = records
+            .iter()
+            .map(|(key, record)| Ok((*key, record.clone(), encode_record(record)?)))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        self.db
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                for (key, record, bytes) in &rows {
+                    schema::put_call(&tx, key, record, bytes)?;
+                }
                 tx.commit()
             })
             .await

@@ -16,7 +16,7 @@ use crate::cached_fn::CachedFn;
 use crate::memo::hot::{HotTier, WeighFn};
 use crate::memo::policy::Freshness;
 use crate::memo::stats::Counters;
-use crate::memo::{Func, Ident, KeepFn, LifespanFn, Memo, Policy};
+use crate::memo::{Faults, Func, Ident, KeepFn, LifespanFn, Memo, Policy};
 
 /// The in-process tier holds this many entries unless told otherwise.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
@@ -60,6 +60,7 @@ pub struct CachedFnBuilder<A, T = ()> {
     keep: Option<KeepFn<T>>,
     timeout: Option<Duration>,
     warn_after: Duration,
+    write_through: bool,
     capacity: u64,
     weigher: Option<WeighFn<T>>,
     args: PhantomData<fn(A)>,
@@ -92,6 +93,7 @@ impl CachedFn<(), (), Infallible> {
             keep: None,
             timeout: None,
             warn_after: DEFAULT_WARN_AFTER,
+            write_through: false,
             capacity: DEFAULT_CAPACITY,
             weigher: None,
             args: PhantomData,
@@ -169,6 +171,17 @@ impl<A: Args, T> CachedFnBuilder<A, T> {
     /// never warns and sets no timer.
     pub fn warn_after(mut self, d: Duration) -> Self {
         self.warn_after = d;
+        self
+    }
+
+    /// Whether a computed result is written to storage before its callers
+    /// get it (default `false`). By default callers are answered first and
+    /// the result is written behind them, in a batch with other results
+    /// (see [`Cache::save_behind`]; [`Cache::flush`] waits for the writes).
+    /// With `true`, a result is durable when its caller gets it, and the
+    /// caller waits for the write.
+    pub fn write_through(mut self, on: bool) -> Self {
+        self.write_through = on;
         self
     }
 
@@ -323,6 +336,10 @@ where
             A::ARITY
         );
         let counters = Arc::new(Counters::default());
+        let faults = Arc::new(Faults {
+            counters: Arc::clone(&counters),
+            function: self.name.clone(),
+        });
         CachedFn {
             memo: Arc::new(Memo {
                 ident: Ident {
@@ -339,9 +356,11 @@ where
                     keep: self.keep,
                     timeout: self.timeout,
                     warn_after: self.warn_after,
+                    write_through: self.write_through,
                 },
                 hot: HotTier::new(self.capacity, self.weigher, Arc::clone(&counters)),
                 flights: Mutex::default(),
+                faults,
                 counters,
                 listening: Mutex::default(),
             }),

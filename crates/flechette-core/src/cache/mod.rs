@@ -1,7 +1,9 @@
 //! `Cache`: value storage plus call storage, in one or more levels.
 
+mod gc;
 mod stack;
 mod table;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,14 +21,56 @@ use crate::storage::{
 };
 use crate::{CacheError, Call, CallQuery, CallRecord, Digest, DigestPrefix, LazyCall, encoding};
 
+pub use gc::{GcProgress, GcReport};
 pub use stack::CacheStack;
 pub use table::{Table, TableOptions};
+use writer::Writer;
+pub use writer::{WriteBehind, WriteFailed};
 
-/// One level of a cache: a value store and a call store.
+/// One level of a cache: a value store, a call store, and the write-behind
+/// queue in front of them (shared by every cache built on this level).
 #[derive(Clone)]
 pub(crate) struct Level {
     pub(crate) values: Arc<dyn ValueStorage>,
     pub(crate) calls: Arc<dyn CallStorage>,
+    /// `None` when the level writes in place (memory).
+    pub(crate) queue: Option<Arc<Queue>>,
+}
+
+impl Level {
+    pub(crate) fn new(
+        values: Arc<dyn ValueStorage>,
+        calls: Arc<dyn CallStorage>,
+        bounds: WriteBehind,
+    ) -> Self {
+        let in_place = values.writes_in_place() && calls.writes_in_place();
+        let queue = (!in_place).then(|| {
+            Arc::new(Queue(Writer::new(
+                Arc::clone(&values),
+                Arc::clone(&calls),
+                bounds,
+            )))
+        });
+        Self {
+            values,
+            calls,
+            queue,
+        }
+    }
+
+    /// The writer of this level's queue.
+    pub(crate) fn writer(&self) -> Option<&Arc<Writer>> {
+        self.queue.as_deref().map(|q| &q.0)
+    }
+}
+
+/// A level's writer, closed when the last cache using the level is gone.
+pub(crate) struct Queue(Arc<Writer>);
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -60,24 +104,6 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// How far a [`Cache::gc_with`] has come.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GcProgress {
-    /// What it did so far.
-    pub report: GcReport,
-    /// How many values it examines in all.
-    pub total: usize,
-}
-
-/// What [`Cache::gc`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GcReport {
-    /// Values kept because a record refers to them.
-    pub kept: usize,
-    /// Values removed because no record refers to them.
-    pub removed: usize,
-}
-
 impl Cache {
     /// A cache over the given value and call storage.
     pub fn new(values: impl ValueStorage, calls: impl CallStorage) -> Self {
@@ -86,7 +112,7 @@ impl Cache {
 
     /// A cache over shared storage objects.
     pub fn from_storage(values: Arc<dyn ValueStorage>, calls: Arc<dyn CallStorage>) -> Self {
-        Self::from_levels(vec![Level { values, calls }])
+        Self::from_levels(vec![Level::new(values, calls, WriteBehind::default())])
     }
 
     pub(crate) fn from_levels(levels: Vec<Level>) -> Self {
@@ -109,6 +135,77 @@ impl Cache {
         }
     }
 
+    /// This cache's storage with a write-behind queue of other bounds in
+    /// front of level 0 (see [`save_behind`](Self::save_behind)); a new
+    /// cache, which does not see what this one has queued in level 0.
+    #[must_use]
+    pub fn with_write_behind(&self, bounds: WriteBehind) -> Self {
+        let mut levels = self.inner.levels.clone();
+        let top = &levels[0];
+        levels[0] = Level::new(Arc::clone(&top.values), Arc::clone(&top.calls), bounds);
+        Self::with_parts(
+            levels,
+            self.inner.coordinator.clone(),
+            self.inner.broadcast.clone(),
+        )
+    }
+
+    /// Saves a call (its values, then its record) behind the caller: it is
+    /// queued, readers of this cache see it at once, and a task of the
+    /// cache writes it to level 0 with the next batch. Storage under memory
+    /// is written in place instead. `key` is `record.key()`.
+    ///
+    /// A write that fails is reported to `report` (or logged); the call is
+    /// then simply not stored.
+    ///
+    /// # Cancel safety
+    ///
+    /// Waits only while the queue is full; dropped then, nothing is queued.
+    pub async fn save_behind(
+        &self,
+        key: Digest,
+        record: CallRecord,
+        values: Vec<(Digest, Bytes)>,
+        report: Option<Arc<dyn WriteFailed>>,
+    ) {
+        match self.top().writer() {
+            Some(writer) => writer.save(key, record, values, report).await,
+            None => {
+                let top = self.top();
+                let written = async {
+                    top.values.put_many(&values).await?;
+                    top.calls.put_many(&[(key, record)]).await
+                };
+                if let Err(e) = written.await {
+                    match report {
+                        Some(report) => report.write_failed(&key, &e),
+                        None => tracing::warn!(%key, error = %e, "could not write a call"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every call queued by [`save_behind`](Self::save_behind)
+    /// before this call is written to storage (or has failed, which was
+    /// reported). Call it before a process exits.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it stops the waiting, not the writing.
+    pub async fn flush(&self) {
+        for level in &self.inner.levels {
+            if let Some(writer) = level.writer() {
+                writer.flush().await;
+            }
+        }
+    }
+
+    /// Waits for the queues, before a read that lists storage.
+    async fn settle(&self) {
+        self.flush().await;
+    }
+
     pub(crate) fn level_list(&self) -> &[Level] {
         &self.inner.levels
     }
@@ -125,10 +222,11 @@ impl Cache {
     ) -> Self {
         let shared = Arc::new(shared);
         Self::with_parts(
-            vec![Level {
-                values: Arc::new(values),
-                calls: Arc::new(calls),
-            }],
+            vec![Level::new(
+                Arc::new(values),
+                Arc::new(calls),
+                WriteBehind::default(),
+            )],
             Some(shared.clone()),
             Some(shared),
         )
@@ -222,6 +320,9 @@ impl Cache {
     /// Fails when a storage read fails.
     pub async fn load_encoded(&self, digest: &Digest) -> Result<Option<Bytes>, CacheError> {
         for level in &self.inner.levels {
+            if let Some(bytes) = level.writer().and_then(|w| w.pending_value(digest)) {
+                return Ok(Some(bytes));
+            }
             if let Some(bytes) = level.values.get(digest).await? {
                 return Ok(Some(bytes));
             }
@@ -235,6 +336,7 @@ impl Cache {
     ///
     /// Fails when a storage listing fails.
     pub async fn value_digests(&self) -> Result<Vec<Digest>, CacheError> {
+        self.settle().await;
         let mut all = Vec::new();
         for level in &self.inner.levels {
             all.extend(level.values.list(None).await?);
@@ -307,7 +409,12 @@ impl Cache {
     /// Fails when a storage operation fails.
     pub async fn load_record(&self, key: &Digest) -> Result<Option<CallRecord>, CacheError> {
         for (i, level) in self.inner.levels.iter().enumerate() {
-            if let Some(record) = level.calls.get(key).await? {
+            let queued = level.writer().and_then(|w| w.pending(key));
+            let found = match queued {
+                Some(call) => Some(call.record.clone()),
+                None => level.calls.get(key).await?,
+            };
+            if let Some(record) = found {
                 if i > 0
                     && let Err(e) = self.backfill(key, &record, i).await
                 {
@@ -338,7 +445,12 @@ impl Cache {
         // the call.
         let mut damaged = None;
         for (i, level) in self.inner.levels.iter().enumerate() {
-            let found = match level.calls.get_with_result(key).await {
+            let queued = level.writer().and_then(|w| w.pending(key));
+            let found = match queued {
+                Some(call) => Ok(Some((call.record.clone(), call.result()))),
+                None => level.calls.get_with_result(key).await,
+            };
+            let found = match found {
                 Err(e @ StorageError::Damaged { .. }) => {
                     damaged.get_or_insert(e);
                     continue;
@@ -381,6 +493,9 @@ impl Cache {
     /// Fails when a storage operation fails.
     pub async fn contains(&self, key: &Digest) -> Result<bool, CacheError> {
         for level in &self.inner.levels {
+            if level.writer().is_some_and(|w| w.pending(key).is_some()) {
+                return Ok(true);
+            }
             if let Some(record) = level.calls.get(key).await? {
                 return self.contains_value(&record.result).await;
             }
@@ -395,7 +510,11 @@ impl Cache {
     /// Fails when a storage operation fails.
     pub async fn contains_value(&self, digest: &Digest) -> Result<bool, CacheError> {
         for level in &self.inner.levels {
-            if level.values.contains(digest).await? {
+            if level
+                .writer()
+                .is_some_and(|w| w.pending_value(digest).is_some())
+                || level.values.contains(digest).await?
+            {
                 return Ok(true);
             }
         }
@@ -403,7 +522,9 @@ impl Cache {
     }
 
     /// Removes the record under `key` from every level; `true` when one was
-    /// removed. Values stay until [`gc`](Self::gc).
+    /// removed. Values stay until [`gc`](Self::gc). A queued write of `key`
+    /// is dropped (and one being written is waited for), so the call is not
+    /// written back afterwards.
     ///
     /// # Errors
     ///
@@ -411,12 +532,17 @@ impl Cache {
     pub async fn evict(&self, key: &Digest) -> Result<bool, CacheError> {
         let mut removed = false;
         for level in &self.inner.levels {
+            if let Some(writer) = level.writer() {
+                removed |= writer.pending(key).is_some();
+                writer.cancel(key).await;
+            }
             removed |= level.calls.remove(key).await?;
         }
         Ok(removed)
     }
 
     async fn digests_with(&self, prefix: &DigestPrefix) -> Result<Vec<Digest>, CacheError> {
+        self.settle().await;
         let mut all = Vec::new();
         for level in &self.inner.levels {
             all.extend(level.values.list(Some(prefix)).await?);
@@ -478,6 +604,7 @@ impl Cache {
         if let Some(e) = query.error() {
             return Err(e.clone().into());
         }
+        self.settle().await;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for level in &self.inner.levels {
@@ -494,52 +621,5 @@ impl Cache {
                 .then(a.digest().cmp(&b.digest()))
         });
         Ok(out)
-    }
-
-    /// Removes, in every level, the values that no record of that level
-    /// refers to.
-    ///
-    /// Run it while no writer is between saving a call's values and its
-    /// record, or that call's values may go (the call then reads as a miss).
-    ///
-    /// # Errors
-    ///
-    /// Fails when a storage operation fails.
-    pub async fn gc(&self) -> Result<GcReport, CacheError> {
-        self.gc_with(|_| {}).await
-    }
-
-    /// [`gc`](Self::gc), reporting progress: `progress(report)` after each
-    /// value is examined, with the running counts and `total` (values to
-    /// examine in all levels) in the second argument.
-    ///
-    /// # Errors
-    ///
-    /// As [`gc`](Self::gc).
-    pub async fn gc_with(
-        &self,
-        mut progress: impl FnMut(GcProgress),
-    ) -> Result<GcReport, CacheError> {
-        let mut report = GcReport::default();
-        let mut sweeps = Vec::new();
-        for level in &self.inner.levels {
-            let mut marked = std::collections::HashSet::new();
-            for (_, record) in level.calls.query(&CallQuery::new()).await? {
-                marked.extend(record.value_digests().copied());
-            }
-            sweeps.push((level, marked, level.values.list(None).await?));
-        }
-        let total = sweeps.iter().map(|(_, _, values)| values.len()).sum();
-        for (level, marked, values) in sweeps {
-            for digest in values {
-                if marked.contains(&digest) {
-                    report.kept += 1;
-                } else if level.values.remove(&digest).await? {
-                    report.removed += 1;
-                }
-                progress(GcProgress { report, total });
-            }
-        }
-        Ok(report)
     }
 }

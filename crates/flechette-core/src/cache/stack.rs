@@ -132,7 +132,8 @@ impl Cache {
         top.calls.put(key, record).await?;
         // An eviction that ran during the copy removed the source: take
         // the copy back out rather than resurrect the call.
-        if source.calls.get(key).await?.is_none() {
+        let queued = source.writer().is_some_and(|w| w.pending(key).is_some());
+        if !queued && source.calls.get(key).await?.is_none() {
             top.calls.remove(key).await?;
             return Ok(());
         }

@@ -160,6 +160,53 @@ fn read_dir_names(dir: &Path) -> Result<Vec<String>, StorageError> {
         .collect())
 }
 
+/// Blocking-pool threads that write one batch of files at once: their
+/// fsyncs overlap, and the file system commits them together.
+const BATCH_WRITERS: usize = 8;
+
+/// Writes many files (each atomically), on several blocking threads;
+/// `skip_present` skips a digest whose file exists (a value, whose content
+/// never changes).
+async fn write_many(
+    shards: &Shards,
+    files: Vec<(Digest, Bytes)>,
+    skip_present: bool,
+) -> Result<(), StorageError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let per_thread = files.len().div_ceil(BATCH_WRITERS);
+    let mut files = files.into_iter();
+    let mut threads = Vec::new();
+    loop {
+        let chunk: Vec<_> = files.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let shards = shards.clone();
+        threads.push(tokio::task::spawn_blocking(move || {
+            for (digest, bytes) in chunk {
+                if skip_present && shards.contains(&digest) {
+                    continue;
+                }
+                shards.write(&digest, &bytes)?;
+            }
+            Ok(())
+        }));
+    }
+    let mut outcome = Ok(());
+    for thread in threads {
+        let written = thread
+            .await
+            .map_err(|e| StorageError::Backend(Box::new(e)))
+            .and_then(|r| r);
+        if outcome.is_ok() {
+            outcome = written;
+        }
+    }
+    outcome
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
@@ -212,6 +259,10 @@ impl ValueStorage for FileValues {
     async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
         let (shards, digest) = (self.shards.clone(), *digest);
         blocking(move || Ok(shards.contains(&digest))).await
+    }
+
+    async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
+        write_many(&self.shards, values.to_vec(), true).await
     }
 
     async fn remove(&self, digest: &Digest) -> Result<bool, StorageError> {
@@ -287,6 +338,14 @@ impl CallStorage for FileCalls {
         let bytes = encode_record(record)?;
         let (shards, key) = (self.shards.clone(), *key);
         blocking(move || shards.write(&key, &bytes)).await
+    }
+
+    async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
+        let files = records
+            .iter()
+            .map(|(key, record)| Ok((*key, Bytes::from(encode_record(record)?))))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        write_many(&self.shards, files, false).await
     }
 
     async fn remove(&self, key: &Digest) -> Result<bool, StorageError> {

@@ -55,6 +55,17 @@ impl ValueStorage for MemoryValues {
         Ok(self.map.contains_key(digest))
     }
 
+    async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
+        for (digest, bytes) in values {
+            self.map.entry(*digest).or_insert_with(|| bytes.clone());
+        }
+        Ok(())
+    }
+
+    fn writes_in_place(&self) -> bool {
+        true
+    }
+
     async fn remove(&self, digest: &Digest) -> Result<bool, StorageError> {
         Ok(self.map.remove(digest).is_some())
     }
@@ -73,6 +84,17 @@ impl CallStorage for MemoryCalls {
     async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError> {
         self.map.insert(*key, record.clone());
         Ok(())
+    }
+
+    async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
+        for (key, record) in records {
+            self.map.insert(*key, record.clone());
+        }
+        Ok(())
+    }
+
+    fn writes_in_place(&self) -> bool {
+        true
     }
 
     async fn remove(&self, key: &Digest) -> Result<bool, StorageError> {

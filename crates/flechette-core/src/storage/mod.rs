@@ -71,6 +71,25 @@ pub trait ValueStorage: Send + Sync + 'static {
     /// Whether `digest` is stored.
     async fn contains(&self, digest: &Digest) -> Result<bool, StorageError>;
 
+    /// Stores each value not already stored, in as few round trips as the
+    /// backend can (one transaction, one pipeline): a value already present
+    /// is skipped in the same operation, not probed first. The default
+    /// probes and puts one value after another.
+    async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
+        for (digest, bytes) in values {
+            if !self.contains(digest).await? {
+                self.put(digest, bytes.clone()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a write completes without I/O (process memory): a cache then
+    /// writes in place instead of through its write-behind queue.
+    fn writes_in_place(&self) -> bool {
+        false
+    }
+
     /// Removes `digest`; `true` when something was removed.
     async fn remove(&self, digest: &Digest) -> Result<bool, StorageError>;
 
@@ -88,6 +107,21 @@ pub trait CallStorage: Send + Sync + 'static {
 
     /// Stores `record` under `key` (which is `record.key()`); atomic for readers.
     async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError>;
+
+    /// Stores many records (each under its key), in as few round trips as
+    /// the backend can; the default puts one after another.
+    async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
+        for (key, record) in records {
+            self.put(key, record).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a write completes without I/O (process memory): a cache then
+    /// writes in place instead of through its write-behind queue.
+    fn writes_in_place(&self) -> bool {
+        false
+    }
 
     /// The record under `key` with the encoded bytes of its result, for
     /// backends that keep both and can fetch them in one round trip (a

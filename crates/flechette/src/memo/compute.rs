@@ -151,18 +151,22 @@ where
 
     /// Stores a computed value in the hot tier and the cache, unless the
     /// flight was invalidated; an invalidation that lands meanwhile wins.
+    ///
+    /// Behind the callers (the default): the value goes to the hot tier and
+    /// the cache's write-behind queue (waiting only while it is full), and
+    /// then to every waiter; storage is written later, in a batch. Returns
+    /// whether the outcome was published.
     pub(super) async fn store(
         &self,
         key: &HotKey,
         flight: &Flight<T, E>,
         cache: &Cache,
         value: T,
-        record: &CallRecord,
-        values: Vec<(Digest, Bytes)>,
-    ) {
+        stored: ToStore,
+    ) -> bool {
         let _storing = flight.storing.lock().await;
         if flight.mark.is_set() {
-            return;
+            return false;
         }
         let freshness = self.freshness(&value);
         let now = Instant::now();
@@ -170,15 +174,34 @@ where
             update_at: freshness.update_after.and_then(|d| now.checked_add(d)),
             expire_at: freshness.expire_after.and_then(|d| now.checked_add(d)),
         };
-        let call_key = record.key();
-        if !self.promote(key, flight, &call_key, value, deadlines) {
-            return;
+        let ToStore {
+            key: call_key,
+            record,
+            values,
+            durable,
+        } = stored;
+        if !self.promote(key, flight, &call_key, value.clone(), deadlines) {
+            return false;
+        }
+        if !self.policy.write_through {
+            // Queued before the waiters are answered, so that a reader of
+            // the cache who heard of the value finds it. An invalidation
+            // waits for `storing`, then drops the queued write.
+            let faults: Arc<dyn flechette_core::WriteFailed> = self.faults.clone();
+            cache
+                .save_behind(call_key, record, values, Some(faults))
+                .await;
+            flight.publish(Ok(value));
+            if durable {
+                cache.flush().await;
+            }
+            return true;
         }
         let saved: Result<(), CacheError> = async {
             for (digest, bytes) in values {
                 cache.save_encoded(&digest, bytes).await?;
             }
-            cache.save_record(record).await?;
+            cache.save_record(&record).await?;
             Ok(())
         }
         .await;
@@ -191,7 +214,7 @@ where
             // and nothing a later flight wrote.
             self.hot.remove_owned(key.into(), flight.id);
             match cache.load_record(&call_key).await {
-                Ok(Some(stored)) if stored == *record => {
+                Ok(Some(found)) if found == record => {
                     if let Err(e) = cache.evict(&call_key).await {
                         Counters::count(&self.counters.storage_faults);
                         tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not evict an invalidated result");
@@ -204,6 +227,7 @@ where
                 }
             }
         }
+        false
     }
 
     /// Puts a value in the hot tier for `flight`, unless the flight was
@@ -235,6 +259,18 @@ where
         }
         true
     }
+}
+
+/// A computed result ready to store.
+pub(super) struct ToStore {
+    /// Its call key (`record.key()`).
+    pub(super) key: Digest,
+    pub(super) record: CallRecord,
+    /// The encoded arguments and result.
+    pub(super) values: Vec<(Digest, Bytes)>,
+    /// Written before the store returns (a cross-process lease waits for
+    /// it), even behind the callers.
+    pub(super) durable: bool,
 }
 
 /// A panic inside the computation, caught where it happened.

@@ -91,15 +91,19 @@ where
                 }
             }
             // Only the computation publishes to its flight, and it is polled
-            // here with this task's waker: no other wake-up is needed.
+            // here with this task's waker: no other wake-up is needed. The
+            // leader waits for the whole computation (storing included: a
+            // full write queue holds it back), except when it is answered
+            // early by a stored value that the flight goes on to refresh.
+            let finished = in_place.task.is_none();
             match &*flight.answer.borrow() {
-                Some(Answer::Done(outcome)) => Poll::Ready(outcome.clone()),
+                Some(Answer::Done(outcome)) if finished => Poll::Ready(outcome.clone()),
                 Some(Answer::Early(value, expire_at))
                     if expire_at.is_none_or(|at| Instant::now() < at) =>
                 {
                     Poll::Ready(Ok(value.clone()))
                 }
-                _ if in_place.task.is_none() => Poll::Ready(Err(CallError::Abandoned)),
+                _ if finished => Poll::Ready(Err(CallError::Abandoned)),
                 _ => Poll::Pending,
             }
         })

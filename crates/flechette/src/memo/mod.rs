@@ -35,6 +35,7 @@ use crate::args::Args;
 use crate::error::CallError;
 use crate::scope;
 use across::Across;
+use compute::ToStore;
 use flight::{Answer, Entered, Flight, FlightGuard, FlightTable, Role};
 use hot::{ArgBytes, HotEntry, HotKey, HotKeyRef, HotTier};
 use policy::{Age, Deadlines, Freshness};
@@ -67,6 +68,21 @@ pub(crate) struct Policy<T> {
     pub(crate) timeout: Option<Duration>,
     /// A computation running longer than this is reported (once).
     pub(crate) warn_after: Duration,
+    /// Results are written before their callers get them.
+    pub(crate) write_through: bool,
+}
+
+/// Counts and logs the writes of results that failed behind their callers.
+pub(crate) struct Faults {
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) function: String,
+}
+
+impl flechette_core::WriteFailed for Faults {
+    fn write_failed(&self, key: &Digest, error: &flechette_core::storage::StorageError) {
+        Counters::count(&self.counters.storage_faults);
+        tracing::warn!(function = %self.function, %key, %error, "could not store the result");
+    }
 }
 
 /// What the synchronous start of a call decided.
@@ -149,6 +165,8 @@ pub(crate) struct Memo<A, T, E> {
     pub(crate) hot: HotTier<T>,
     pub(crate) flights: Mutex<FlightTable<HotKey, Flight<T, E>>>,
     pub(crate) counters: Arc<Counters>,
+    /// Where writes behind the callers report failures.
+    pub(crate) faults: Arc<Faults>,
     /// The caches whose invalidation broadcast this function listens to.
     pub(crate) listening: Mutex<std::collections::HashSet<u64>>,
 }
@@ -513,8 +531,17 @@ where
         };
         match computed {
             Ok((value, record, values)) => {
+                let mut published = false;
                 if self.keeps(&value) {
-                    self.store(&guard.key, flight, &cache, value.clone(), &record, values)
+                    let stored = ToStore {
+                        key: call_key,
+                        record,
+                        values,
+                        // The lease is released once the result is written.
+                        durable: lease.is_some(),
+                    };
+                    published = self
+                        .store(&guard.key, flight, &cache, value.clone(), stored)
                         .await;
                 } else if refreshing || kind == Kind::Force {
                     // A refused result replaces nothing: the value it would
@@ -522,7 +549,9 @@ where
                     self.drop_refused(&guard.key, &cache, &call_key).await;
                 }
                 release.await;
-                flight.publish(Ok(value));
+                if !published {
+                    flight.publish(Ok(value));
+                }
             }
             Err(e) => {
                 if refreshing {
