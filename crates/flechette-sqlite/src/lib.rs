@@ -8,9 +8,11 @@
 //!   range (`digest >= 'ab12' AND digest < 'ab12g'`).
 //! * [`CallQuery`] filters become SQL over those indexes: a query by tag
 //!   value over 100,000 calls reads the matching rows only.
-//! * WAL journal, a busy timeout and one transaction per write, so several
-//!   processes may share a file. Blocking SQLite work runs on tokio's
-//!   blocking pool, never on the async workers.
+//! * WAL journal, a busy timeout and one transaction per write (a batch of
+//!   `put_many` is one), so several processes may share a file. One
+//!   connection writes and four read beside it, so lookups never wait for
+//!   a write batch. Blocking SQLite work runs on tokio's blocking pool,
+//!   never on the async workers.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,11 +38,25 @@ use flechette_core::storage::{
 use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// One connection to a SQLite cache file, shared by its value and call
-/// storage. Cheap to clone.
+/// Connections to a SQLite cache file, shared by its value and call
+/// storage: one that writes, and a few that read beside it (the file is in
+/// WAL mode, so reads wait neither for a write batch nor for each other).
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
+    /// Read connections; none for an in-memory database, which reads on
+    /// `conn`.
+    readers: Arc<Readers>,
+}
+
+/// How many read connections a file gets.
+const READERS: usize = 4;
+
+#[derive(Default)]
+struct Readers {
+    conns: Vec<Arc<Mutex<Connection>>>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -72,8 +88,20 @@ impl Sqlite {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let conn = Connection::open(path.as_ref()).map_err(backend)?;
         schema::prepare(&conn).map_err(backend)?;
+        let conns = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(path.as_ref())?;
+                schema::prepare_reader(&reader)?;
+                Ok(Arc::new(Mutex::new(reader)))
+            })
+            .collect::<rusqlite::Result<_>>()
+            .map_err(backend)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Readers {
+                conns,
+                next: Default::default(),
+            }),
         })
     }
 
@@ -87,6 +115,7 @@ impl Sqlite {
         schema::prepare(&conn).map_err(backend)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::default(),
         })
     }
 
@@ -100,12 +129,35 @@ impl Sqlite {
         SqliteCalls { db: self.clone() }
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the writing connection on the blocking pool.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let conn = Arc::clone(&self.conn);
+        Self::on(Arc::clone(&self.conn), f).await
+    }
+
+    /// Runs a read `f` on the blocking pool, with one of the read
+    /// connections (taking turns).
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let readers = &self.readers.conns;
+        if readers.is_empty() {
+            return self.run(f).await;
+        }
+        let turn = self
+            .readers
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::on(Arc::clone(&readers[turn % readers.len()]), f).await
+    }
+
+    async fn on<T: Send + 'static>(
+        conn: Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut conn)
@@ -123,7 +175,7 @@ impl Sqlite {
     ) -> Result<Vec<Digest>, StorageError> {
         let (lo, hi) = prefix_range(prefix);
         let hexes = self
-            .run(move |conn| {
+            .read(move |conn| {
                 let mut stmt = conn.prepare_cached(sql)?;
                 let rows = stmt.query_map([lo, hi], |r| r.get::<_, String>(0))?;
                 rows.collect()
@@ -161,7 +213,7 @@ impl Sqlite {
     /// Fails when SQLite fails.
     pub async fn explain(&self, query: &CallQuery) -> Result<String, StorageError> {
         let (sql, args) = query::to_sql(query);
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |row| {
                 row.get::<_, String>(3)
@@ -204,7 +256,7 @@ impl ValueStorage for SqliteValues {
         let (d, hex) = (*digest, digest.to_hex());
         let bytes: Option<Vec<u8>> = self
             .db
-            .run(move |conn| {
+            .read(move |conn| {
                 let bytes: Option<Vec<u8>> = conn
                     .query_row("SELECT bytes FROM vals WHERE digest = ?1", [&hex], |r| {
                         r.get(0)
@@ -264,7 +316,7 @@ impl ValueStorage for SqliteValues {
     async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
         let hex = digest.to_hex();
         self.db
-            .run(move |conn| {
+            .read(move |conn| {
                 conn.query_row("SELECT 1 FROM vals WHERE digest = ?1", [hex], |_| Ok(()))
                     .optional()
                     .map(|r| r.is_some())
@@ -314,7 +366,7 @@ impl CallStorage for SqliteCalls {
         let hex = key.to_hex();
         let row: Option<(String, Vec<u8>)> = self
             .db
-            .run(move |conn| {
+            .read(move |conn| {
                 conn.query_row("SELECT key, record FROM calls WHERE key = ?1", [hex], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
@@ -335,7 +387,7 @@ impl CallStorage for SqliteCalls {
         // benches/backends.rs); both are two primary-key probes.
         let row: Option<(String, Vec<u8>, Option<Vec<u8>>)> = self
             .db
-            .run(move |conn| {
+            .read(move |conn| {
                 conn.prepare_cached(
                     "SELECT c.key, c.record, (SELECT v.bytes FROM vals v WHERE v.digest = c.result)
                      FROM calls c WHERE c.key = ?1",
@@ -400,7 +452,7 @@ impl CallStorage for SqliteCalls {
         let (sql, args) = query::to_sql(query);
         let rows: Vec<(String, Vec<u8>)> = self
             .db
-            .run(move |conn| {
+            .read(move |conn| {
                 let mut stmt = conn.prepare(&sql)?;
                 let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
                     Ok((r.get(0)?, r.get(1)?))

@@ -3,6 +3,13 @@
 use flechette_core::{CallRecord, Digest};
 use rusqlite::{Connection, Transaction, params};
 
+/// The pragmas of a connection that reads beside the writing one (the
+/// file's WAL mode and schema are the writing connection's to set).
+pub(crate) fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "cache_size", -16_384)
+}
+
 /// Pragmas, tables and indexes; idempotent.
 pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;

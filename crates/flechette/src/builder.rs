@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flechette_core::Cache;
@@ -13,10 +13,9 @@ use serde::de::DeserializeOwned;
 
 use crate::args::Args;
 use crate::cached_fn::CachedFn;
-use crate::memo::hot::{HotTier, WeighFn};
+use crate::memo::hot::WeighFn;
 use crate::memo::policy::Freshness;
-use crate::memo::stats::Counters;
-use crate::memo::{Faults, Func, Ident, KeepFn, LifespanFn, Memo, Policy};
+use crate::memo::{Func, Ident, KeepFn, LifespanFn, Memo, Policy};
 
 /// The in-process tier holds this many entries unless told otherwise.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
@@ -335,35 +334,23 @@ where
             arg_names.len(),
             A::ARITY
         );
-        let counters = Arc::new(Counters::default());
-        let faults = Arc::new(Faults {
-            counters: Arc::clone(&counters),
-            function: self.name.clone(),
-        });
+        let ident = Ident {
+            name: self.name,
+            module: self.module,
+            version: self.version,
+            arg_names,
+        };
+        let policy = Policy {
+            freshness: self.freshness,
+            lifespan: self.lifespan,
+            keep: self.keep,
+            timeout: self.timeout,
+            warn_after: self.warn_after,
+            write_through: self.write_through,
+        };
+        let hot = (self.capacity, self.weigher);
         CachedFn {
-            memo: Arc::new(Memo {
-                ident: Ident {
-                    name: self.name,
-                    module: self.module,
-                    version: self.version,
-                    arg_names,
-                },
-                cache: self.cache,
-                func,
-                policy: Policy {
-                    freshness: self.freshness,
-                    lifespan: self.lifespan,
-                    keep: self.keep,
-                    timeout: self.timeout,
-                    warn_after: self.warn_after,
-                    write_through: self.write_through,
-                },
-                hot: HotTier::new(self.capacity, self.weigher, Arc::clone(&counters)),
-                flights: Mutex::default(),
-                faults,
-                counters,
-                listening: Mutex::default(),
-            }),
+            memo: Arc::new(Memo::new(ident, self.cache, func, policy, hot)),
         }
     }
 }

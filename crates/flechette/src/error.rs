@@ -61,20 +61,16 @@ impl<E> From<EncodeError> for CallError<E> {
 
 impl<E> fmt::Display for CallError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One set of messages: those of `Failure`.
         match self {
             Self::Failed(_) => f.write_str("cached function failed"),
-            Self::Timeout(d) => write!(f, "cached function timed out after {d:?}"),
-            Self::Panicked => f.write_str("cached function panicked"),
-            Self::Abandoned => f.write_str("cached function computation was abandoned"),
-            Self::Encode(_) => f.write_str("could not encode an argument or the result"),
-            Self::Argument(_) => f.write_str("an argument given by digest could not be loaded"),
-            Self::Unbound => f.write_str(
-                "this cached function has no body of its own: call the function it wraps",
-            ),
-            Self::Cycle { function, key } => write!(
-                f,
-                "cycle: cached function {function} was called with key {key}… from inside the computation of that same call"
-            ),
+            Self::Timeout(d) => Failure::Timeout(*d).fmt(f),
+            Self::Panicked => Failure::Panicked.fmt(f),
+            Self::Abandoned => Failure::Abandoned.fmt(f),
+            other => other
+                .clone()
+                .into_failed()
+                .map_or_else(|e| e.fmt(f), |_| Ok(())),
         }
     }
 }
@@ -116,11 +112,11 @@ pub enum Failure {
     #[error("an argument given by digest could not be loaded")]
     Argument(#[source] Arc<CacheError>),
     /// See [`CallError::Unbound`].
-    #[error("this cached function has no body of its own")]
+    #[error("this cached function has no body of its own: call the function it wraps")]
     Unbound,
     /// See [`CallError::Cycle`].
     #[error(
-        "cycle: cached function {function} was called with key {key}… from inside its own computation"
+        "cycle: cached function {function} was called with key {key}… from inside the computation of that same call"
     )]
     Cycle {
         /// The function called.

@@ -1,5 +1,6 @@
 //! `Cache`: value storage plus call storage, in one or more levels.
 
+mod backlog;
 mod gc;
 mod stack;
 mod table;

@@ -16,12 +16,13 @@
 //!   writing what is queued. If its runtime shuts down first, what was not
 //!   written is logged, and kept for a writer started by the next save.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::backlog::Backlog;
+pub(crate) use super::backlog::Pending;
 use crate::storage::{CallStorage, StorageError, ValueStorage};
 use crate::{CallRecord, Digest};
 
@@ -74,44 +75,8 @@ impl WriteBehind {
     }
 }
 
-/// One queued call.
-pub(crate) struct Pending {
-    seq: u64,
-    pub(crate) key: Digest,
-    pub(crate) record: CallRecord,
-    pub(crate) values: Vec<(Digest, Bytes)>,
-    bytes: usize,
-    report: Option<Arc<dyn WriteFailed>>,
-}
-
-impl Pending {
-    /// The encoded result, which the queue always holds.
-    pub(crate) fn result(&self) -> Option<Bytes> {
-        let digest = self.record.result;
-        self.values
-            .iter()
-            .find(|(d, _)| *d == digest)
-            .map(|(_, b)| b.clone())
-    }
-}
-
-#[derive(Default)]
 struct State {
-    /// Calls waiting for a batch, oldest first.
-    queue: VecDeque<Arc<Pending>>,
-    /// The batch being written.
-    batch: Vec<Arc<Pending>>,
-    /// The newest queued (or being written) call of each key.
-    by_key: HashMap<Digest, Arc<Pending>>,
-    /// The queued values (a value named by several queued calls once).
-    values: HashMap<Digest, (Bytes, usize)>,
-    /// Calls queued or being written, and their bytes.
-    entries: usize,
-    bytes: usize,
-    /// The sequence number of the last call queued, and of the last one
-    /// written (or dropped): every call up to `done` is through.
-    queued: u64,
-    done: u64,
+    backlog: Backlog,
     /// A writer task is alive.
     running: bool,
     /// The last handle of the cache is gone: write what is left and stop.
@@ -139,7 +104,11 @@ impl Writer {
             values,
             calls,
             bounds,
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                backlog: Backlog::default(),
+                running: false,
+                closed: false,
+            }),
             work: Notify::new(),
             progress: Notify::new(),
         })
@@ -157,41 +126,15 @@ impl Writer {
         values: Vec<(Digest, Bytes)>,
         report: Option<Arc<dyn WriteFailed>>,
     ) {
-        let bytes = values.iter().map(|(_, b)| b.len()).sum::<usize>() + 128;
-        let mut pending = Some((record, values, report));
+        let bytes = Backlog::weight(&values);
         loop {
             let room = self.progress.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             {
                 let mut state = self.lock();
-                let full = state.entries >= self.bounds.max_entries
-                    || (state.entries > 0 && state.bytes + bytes > self.bounds.max_bytes);
-                if !full {
-                    let (record, values, report) = pending.take().expect("queued once");
-                    state.queued += 1;
-                    let call = Arc::new(Pending {
-                        seq: state.queued,
-                        key,
-                        record,
-                        values,
-                        bytes,
-                        report,
-                    });
-                    for (digest, value) in &call.values {
-                        state
-                            .values
-                            .entry(*digest)
-                            .or_insert_with(|| (value.clone(), 0))
-                            .1 += 1;
-                    }
-                    state.entries += 1;
-                    state.bytes += bytes;
-                    // A newer write of a key replaces a queued older one.
-                    if let Some(older) = state.by_key.insert(key, Arc::clone(&call)) {
-                        Self::drop_queued(&mut state, &older);
-                    }
-                    state.queue.push_back(call);
+                if state.backlog.has_room(bytes, &self.bounds) {
+                    state.backlog.push(key, record, values, report);
                     self.ensure_running(&mut state);
                     drop(state);
                     self.work.notify_one();
@@ -210,47 +153,19 @@ impl Writer {
         }
     }
 
-    /// Takes a call that is still queued (not being written) out of the
-    /// accounting; the writer skips it. `false` when it is being written.
-    fn drop_queued(state: &mut State, call: &Arc<Pending>) -> bool {
-        let Some(at) = state.queue.iter().position(|c| Arc::ptr_eq(c, call)) else {
-            return false;
-        };
-        state.queue.remove(at);
-        Self::release(state, call);
-        if state.batch.is_empty() {
-            state.done = state.queue.front().map_or(state.queued, |c| c.seq - 1);
-        }
-        true
-    }
-
-    /// Forgets the bytes and values of a call written or dropped.
-    fn release(state: &mut State, call: &Pending) {
-        state.entries -= 1;
-        state.bytes -= call.bytes;
-        for (digest, _) in &call.values {
-            if let Some(entry) = state.values.get_mut(digest) {
-                entry.1 -= 1;
-                if entry.1 == 0 {
-                    state.values.remove(digest);
-                }
-            }
-        }
-    }
-
     /// The queued call under `key`.
     pub(crate) fn pending(&self, key: &Digest) -> Option<Arc<Pending>> {
         let state = self.lock();
-        if state.entries == 0 {
+        if state.backlog.is_empty() {
             return None;
         }
-        state.by_key.get(key).cloned()
+        state.backlog.pending(key).cloned()
     }
 
     /// The queued bytes of value `digest`.
     pub(crate) fn pending_value(&self, digest: &Digest) -> Option<Bytes> {
         let state = self.lock();
-        state.values.get(digest).map(|(b, _)| b.clone())
+        state.backlog.pending_value(digest).cloned()
     }
 
     /// Drops the queued write of `key`, and waits for a batch in progress
@@ -258,17 +173,10 @@ impl Writer {
     pub(crate) async fn cancel(self: &Arc<Self>, key: &Digest) {
         let wait_for = {
             let mut state = self.lock();
-            if state.entries == 0 {
+            if state.backlog.is_empty() {
                 return;
             }
-            if let Some(call) = state.by_key.remove(key) {
-                Self::drop_queued(&mut state, &call);
-            }
-            state
-                .batch
-                .iter()
-                .any(|c| c.key == *key)
-                .then(|| state.batch.last().map_or(0, |c| c.seq))
+            state.backlog.cancel(key)
         };
         if let Some(seq) = wait_for {
             self.reached(seq).await;
@@ -277,7 +185,7 @@ impl Writer {
 
     /// Waits until every call queued so far is written (or failed).
     pub(crate) async fn flush(self: &Arc<Self>) {
-        let seq = self.lock().queued;
+        let seq = self.lock().backlog.last_queued();
         self.reached(seq).await;
     }
 
@@ -290,7 +198,7 @@ impl Writer {
             progress.as_mut().enable();
             {
                 let mut state = self.lock();
-                if state.done >= seq {
+                if state.backlog.is_through(seq) {
                     return;
                 }
                 self.ensure_running(&mut state);
@@ -314,13 +222,11 @@ impl Writer {
             work.as_mut().enable();
             let batch = {
                 let mut state = self.lock();
-                let n = state.queue.len().min(self.bounds.batch_entries);
-                let batch: Vec<_> = state.queue.drain(..n).collect();
+                let batch = state.backlog.take_batch(self.bounds.batch_entries);
                 if batch.is_empty() && state.closed {
                     state.running = false;
                     return;
                 }
-                state.batch = batch.clone();
                 batch
             };
             if batch.is_empty() {
@@ -328,21 +234,7 @@ impl Writer {
                 continue;
             }
             self.write(&batch).await;
-            {
-                let mut state = self.lock();
-                for call in &batch {
-                    if state
-                        .by_key
-                        .get(&call.key)
-                        .is_some_and(|c| Arc::ptr_eq(c, call))
-                    {
-                        state.by_key.remove(&call.key);
-                    }
-                    Self::release(&mut state, call);
-                }
-                state.batch.clear();
-                state.done = state.queue.front().map_or(state.queued, |c| c.seq - 1);
-            }
+            self.lock().backlog.finish_batch();
             self.progress.notify_waiters();
         }
     }
@@ -351,7 +243,6 @@ impl Writer {
     /// is written again call by call, so each failure is reported for its
     /// own call.
     async fn write(&self, batch: &[Arc<Pending>]) {
-        let level = self;
         let mut values: Vec<(Digest, Bytes)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for call in batch {
@@ -364,17 +255,16 @@ impl Writer {
         let records: Vec<(Digest, CallRecord)> =
             batch.iter().map(|c| (c.key, c.record.clone())).collect();
         let whole = async {
-            level.values.put_many(&values).await?;
-            level.calls.put_many(&records).await
+            self.values.put_many(&values).await?;
+            self.calls.put_many(&records).await
         };
         if whole.await.is_ok() {
             return;
         }
         for call in batch {
             let one = async {
-                level.values.put_many(&call.values).await?;
-                level
-                    .calls
+                self.values.put_many(&call.values).await?;
+                self.calls
                     .put_many(&[(call.key, call.record.clone())])
                     .await
             };
@@ -400,13 +290,11 @@ impl Drop for Alive<'_> {
         let writer = self.0;
         let mut state = writer.lock();
         state.running = false;
-        let batch = std::mem::take(&mut state.batch);
-        for call in batch.into_iter().rev() {
-            state.queue.push_front(call);
-        }
-        if !state.queue.is_empty() {
+        state.backlog.return_batch();
+        let left = state.backlog.waiting();
+        if left > 0 {
             tracing::warn!(
-                calls = state.queue.len(),
+                calls = left,
                 "the cache's writer stopped with calls not yet written (call Cache::flush before the runtime shuts down); a later save writes them"
             );
         }

@@ -10,6 +10,102 @@ where
     T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     E: Send + Sync + 'static,
 {
+    /// The body of a flight.
+    pub(super) async fn run(
+        &self,
+        guard: &FlightGuard<A, T, E>,
+        cache: Cache,
+        args: A,
+        kind: Kind,
+        job: Option<Job<A, T, E>>,
+    ) {
+        let flight = &guard.flight;
+        // Each argument is encoded and digested once: the digests make the
+        // call key, the bytes are stored with the result.
+        let encoded = match args.encode() {
+            Ok(encoded) => encoded,
+            Err(e) => return flight.publish(Err(e.into())),
+        };
+        let digests: Vec<Digest> = encoded.iter().map(|(d, _)| *d).collect();
+        let call_key = self.key_of(&digests);
+        let mut refreshing = kind == Kind::Refresh;
+        if kind != Kind::Force
+            && let Some((value, deadlines, age)) = self.stored(&cache, &call_key).await
+        {
+            self.promote(&guard.key, flight, &call_key, value.clone(), deadlines);
+            if age == Age::Fresh {
+                return flight.publish(Ok(value));
+            }
+            // Stale: served to callers until it expires, while this flight
+            // refreshes it.
+            flight.publish_early(value, deadlines.expire_at);
+            // Served stale from storage: refresh it in this same flight.
+            if !refreshing {
+                Counters::count(&self.counters.refreshes_started);
+                refreshing = true;
+            }
+        }
+        // Across processes sharing the cache: one computes, the others wait
+        // for its result.
+        let mut lease = None;
+        if kind != Kind::Force
+            && let Some(coordinator) = cache.coordinator()
+        {
+            match self
+                .lead_across(coordinator, &cache, &call_key, guard)
+                .await
+            {
+                Across::Lead(held) => lease = held,
+                Across::Served => return,
+            }
+        }
+        let computed = self.compute(args, encoded, job).await;
+        let release = async {
+            if let (Some(coordinator), Some(lease)) = (cache.coordinator(), &lease)
+                && let Err(e) = coordinator.release(&call_key, lease).await
+            {
+                Counters::count(&self.counters.storage_faults);
+                tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not release the cross-process lease; it expires by itself");
+            }
+        };
+        match computed {
+            Ok((value, record, values, freshness)) => {
+                let mut published = false;
+                if self.keeps(&value) {
+                    let stored = ToStore {
+                        key: call_key,
+                        record,
+                        values,
+                        freshness,
+                        // The lease is released once the result is written.
+                        durable: lease.is_some(),
+                    };
+                    published = self
+                        .store(&guard.key, flight, &cache, value.clone(), stored)
+                        .await;
+                } else if refreshing || kind == Kind::Force {
+                    // A refused result replaces nothing: the value it would
+                    // have refreshed goes, so it is not served again.
+                    self.drop_refused(&guard.key, &cache, &call_key).await;
+                }
+                release.await;
+                if !published {
+                    flight.publish(Ok(value));
+                }
+            }
+            Err(e) => {
+                if refreshing {
+                    Counters::count(&self.counters.refreshes_failed);
+                    tracing::warn!(function = %self.ident.name, error = %e, "background refresh failed; the old value is kept until it expires");
+                }
+                release.await;
+                // Whoever was served the stored value keeps it; callers
+                // still waiting get the error.
+                flight.publish(Err(e));
+            }
+        }
+    }
+
     /// A stored call under `key` that has not expired, with its deadlines.
     pub(super) async fn stored(
         &self,
@@ -51,13 +147,14 @@ where
     }
 
     /// Runs the function once (bounded by the timeout) and prepares what to
-    /// store: the value, its record, and the encoded values.
+    /// store: the value, its record, the encoded values (`encoded`, the
+    /// arguments', and the result's), and its lifespan.
     pub(super) async fn compute(
         &self,
         args: A,
+        encoded: Vec<(Digest, Bytes)>,
         job: Option<Job<A, T, E>>,
-    ) -> Result<(T, CallRecord, Vec<(Digest, Bytes)>), CallError<E>> {
-        let encoded = args.encode()?;
+    ) -> Result<Computed<T>, CallError<E>> {
         let timestart = Timestamp::now();
         let started = Instant::now();
         let fut = match (job, &self.func) {
@@ -124,7 +221,7 @@ where
         };
         let mut values = encoded;
         values.push((result_digest, Bytes::from(result)));
-        Ok((value, record, values))
+        Ok((value, record, values, freshness))
     }
 
     /// Forgets the value a refused refresh (or rerun) would have replaced,
@@ -168,7 +265,7 @@ where
         if flight.mark.is_set() {
             return false;
         }
-        let freshness = self.freshness(&value);
+        let freshness = stored.freshness;
         let now = Instant::now();
         let deadlines = Deadlines {
             update_at: freshness.update_after.and_then(|d| now.checked_add(d)),
@@ -179,6 +276,7 @@ where
             record,
             values,
             durable,
+            ..
         } = stored;
         if !self.promote(key, flight, &call_key, value.clone(), deadlines) {
             return false;
@@ -261,6 +359,10 @@ where
     }
 }
 
+/// A computed value, its record, the encoded arguments and result, and its
+/// lifespan.
+pub(super) type Computed<T> = (T, CallRecord, Vec<(Digest, Bytes)>, Freshness);
+
 /// A computed result ready to store.
 pub(super) struct ToStore {
     /// Its call key (`record.key()`).
@@ -268,6 +370,8 @@ pub(super) struct ToStore {
     pub(super) record: CallRecord,
     /// The encoded arguments and result.
     pub(super) values: Vec<(Digest, Bytes)>,
+    /// Its lifespan, as the policy gave it when it was computed.
+    pub(super) freshness: Freshness,
     /// Written before the store returns (a cross-process lease waits for
     /// it), even behind the callers.
     pub(super) durable: bool,

@@ -35,7 +35,6 @@ use crate::args::Args;
 use crate::error::CallError;
 use crate::scope;
 use across::Across;
-use compute::ToStore;
 use flight::{Answer, Entered, Flight, FlightGuard, FlightTable, Role};
 use hot::{ArgBytes, HotEntry, HotKey, HotKeyRef, HotTier};
 use policy::{Age, Deadlines, Freshness};
@@ -173,6 +172,36 @@ pub(crate) struct Memo<A, T, E> {
 
 pub(crate) fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<A, T: Clone + Send + Sync + 'static, E> Memo<A, T, E> {
+    /// The state of a function called `ident`, over `cache` (the active
+    /// cache if `None`), with an in-process tier of `hot` capacity (and
+    /// weigher).
+    pub(crate) fn new(
+        ident: Ident,
+        cache: Option<Cache>,
+        func: Option<Box<Func<A, T, E>>>,
+        policy: Policy<T>,
+        hot: (u64, Option<hot::WeighFn<T>>),
+    ) -> Self {
+        let counters = Arc::new(Counters::default());
+        let faults = Arc::new(Faults {
+            counters: Arc::clone(&counters),
+            function: ident.name.clone(),
+        });
+        Self {
+            hot: HotTier::new(hot.0, hot.1, Arc::clone(&counters)),
+            ident,
+            cache,
+            func,
+            policy,
+            flights: Mutex::default(),
+            counters,
+            faults,
+            listening: Mutex::default(),
+        }
+    }
 }
 
 impl<A, T, E> Memo<A, T, E>
@@ -471,116 +500,6 @@ where
             runtime.spawn_blocking(move || on.block_on(task));
         } else {
             runtime.spawn(task);
-        }
-    }
-
-    /// The body of a flight.
-    async fn run(
-        &self,
-        guard: &FlightGuard<A, T, E>,
-        cache: Cache,
-        args: A,
-        kind: Kind,
-        job: Option<Job<A, T, E>>,
-    ) {
-        let flight = &guard.flight;
-        let digests = match args.digests() {
-            Ok(d) => d,
-            Err(e) => return flight.publish(Err(e.into())),
-        };
-        let call_key = self.key_of(&digests);
-        let mut refreshing = kind == Kind::Refresh;
-        if kind != Kind::Force
-            && let Some((value, deadlines, age)) = self.stored(&cache, &call_key).await
-        {
-            self.promote(&guard.key, flight, &call_key, value.clone(), deadlines);
-            if age == Age::Fresh {
-                return flight.publish(Ok(value));
-            }
-            // Stale: served to callers until it expires, while this flight
-            // refreshes it.
-            flight.publish_early(value, deadlines.expire_at);
-            // Served stale from storage: refresh it in this same flight.
-            if !refreshing {
-                Counters::count(&self.counters.refreshes_started);
-                refreshing = true;
-            }
-        }
-        // Across processes sharing the cache: one computes, the others wait
-        // for its result.
-        let mut lease = None;
-        if kind != Kind::Force
-            && let Some(coordinator) = cache.coordinator()
-        {
-            match self
-                .lead_across(coordinator, &cache, &call_key, guard)
-                .await
-            {
-                Across::Lead(held) => lease = held,
-                Across::Served => return,
-            }
-        }
-        let computed = self.compute(args, job).await;
-        let release = async {
-            if let (Some(coordinator), Some(lease)) = (cache.coordinator(), &lease)
-                && let Err(e) = coordinator.release(&call_key, lease).await
-            {
-                Counters::count(&self.counters.storage_faults);
-                tracing::warn!(function = %self.ident.name, key = %call_key, error = %e, "could not release the cross-process lease; it expires by itself");
-            }
-        };
-        match computed {
-            Ok((value, record, values)) => {
-                let mut published = false;
-                if self.keeps(&value) {
-                    let stored = ToStore {
-                        key: call_key,
-                        record,
-                        values,
-                        // The lease is released once the result is written.
-                        durable: lease.is_some(),
-                    };
-                    published = self
-                        .store(&guard.key, flight, &cache, value.clone(), stored)
-                        .await;
-                } else if refreshing || kind == Kind::Force {
-                    // A refused result replaces nothing: the value it would
-                    // have refreshed goes, so it is not served again.
-                    self.drop_refused(&guard.key, &cache, &call_key).await;
-                }
-                release.await;
-                if !published {
-                    flight.publish(Ok(value));
-                }
-            }
-            Err(e) => {
-                if refreshing {
-                    Counters::count(&self.counters.refreshes_failed);
-                    tracing::warn!(function = %self.ident.name, error = %ErrorKind(&e), "background refresh failed; the old value is kept until it expires");
-                }
-                release.await;
-                // Whoever was served the stored value keeps it; callers
-                // still waiting get the error.
-                flight.publish(Err(e));
-            }
-        }
-    }
-}
-
-/// Displays a call error without requiring `E: Display`.
-struct ErrorKind<'a, E>(&'a CallError<E>);
-
-impl<E> std::fmt::Display for ErrorKind<'_, E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            CallError::Failed(_) => f.write_str("the function returned an error"),
-            CallError::Timeout(d) => write!(f, "timed out after {d:?}"),
-            CallError::Panicked => f.write_str("the function panicked"),
-            CallError::Abandoned => f.write_str("abandoned"),
-            CallError::Encode(e) => write!(f, "{e}"),
-            CallError::Argument(e) => write!(f, "{e}"),
-            CallError::Unbound => f.write_str("no function body"),
-            CallError::Cycle { .. } => f.write_str("a cycle"),
         }
     }
 }
