@@ -12,9 +12,8 @@ use crate::args::{ArgRefs, Args};
 use crate::call::CallFuture;
 use crate::error::CallError;
 use crate::memo::stats::Stats;
-use crate::memo::{Memo, Placement, Step, Stored};
+use crate::memo::{Memo, Stored};
 use crate::scope;
-use crate::task::{Bound, TaskHandle, bind};
 
 /// An async function whose calls are keyed by the digests of their name,
 /// module, version and arguments, and kept in a [`Cache`].
@@ -225,45 +224,6 @@ where
     /// Fails when storage fails.
     pub async fn invalidate_all(&self) -> Result<usize, CacheError> {
         self.memo.invalidate_all(self.query()).await
-    }
-
-    /// Starts the call as a task and returns its handle at once: complete
-    /// on an in-process hit (nothing is spawned), otherwise waiting for the
-    /// computation, which runs in a task of its own bound to the caller's
-    /// cache and tags and is cached even if the handle is dropped.
-    ///
-    /// # Panics
-    ///
-    /// Panics outside a tokio runtime when the call misses.
-    pub fn spawn(&self, args: A) -> TaskHandle<T, E> {
-        self.spawn_on(args, &Placement::default())
-    }
-
-    pub(crate) fn spawn_on(&self, args: A, placement: &Placement) -> TaskHandle<T, E> {
-        match self.memo.start(args, Stored) {
-            Ok(Step::Done(value)) => TaskHandle::ready(Ok(value)),
-            Err(e) => TaskHandle::ready(Err(e)),
-            Ok(Step::Fly(key, args, kind, job)) => {
-                let entered = self.memo.enter(key, args, kind, job, placement);
-                let (memo, placement) = (Arc::clone(&self.memo), placement.clone());
-                // A waiter detached from its flight enters again in the
-                // caller's scopes, wherever the handle is polled.
-                TaskHandle::waiting(
-                    scope::capture().enter(async move { memo.finish(entered, &placement).await }),
-                )
-            }
-        }
-    }
-
-    /// The call with `args`, bound to the caller's cache and tags, as a
-    /// `'static` future to hand to `tokio::spawn`, a `JoinSet` or another
-    /// module; see [`bind`](crate::bind).
-    pub fn bind(
-        &self,
-        args: A,
-    ) -> Bound<impl Future<Output = Result<T, CallError<E>>> + Send + 'static> {
-        let f = self.clone();
-        bind(async move { f.call(args).await })
     }
 
     /// What the function has done so far.

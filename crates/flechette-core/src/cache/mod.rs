@@ -2,6 +2,7 @@
 
 mod backlog;
 mod gc;
+mod level;
 mod stack;
 mod table;
 mod writer;
@@ -23,56 +24,10 @@ use crate::storage::{
 use crate::{CacheError, Call, CallQuery, CallRecord, Digest, DigestPrefix, LazyCall, encoding};
 
 pub use gc::{GcProgress, GcReport};
+pub(crate) use level::Level;
 pub use stack::CacheStack;
 pub use table::{Table, TableOptions};
-use writer::Writer;
 pub use writer::{WriteBehind, WriteFailed};
-
-/// One level of a cache: a value store, a call store, and the write-behind
-/// queue in front of them (shared by every cache built on this level).
-#[derive(Clone)]
-pub(crate) struct Level {
-    pub(crate) values: Arc<dyn ValueStorage>,
-    pub(crate) calls: Arc<dyn CallStorage>,
-    /// `None` when the level writes in place (memory).
-    pub(crate) queue: Option<Arc<Queue>>,
-}
-
-impl Level {
-    pub(crate) fn new(
-        values: Arc<dyn ValueStorage>,
-        calls: Arc<dyn CallStorage>,
-        bounds: WriteBehind,
-    ) -> Self {
-        let in_place = values.writes_in_place() && calls.writes_in_place();
-        let queue = (!in_place).then(|| {
-            Arc::new(Queue(Writer::new(
-                Arc::clone(&values),
-                Arc::clone(&calls),
-                bounds,
-            )))
-        });
-        Self {
-            values,
-            calls,
-            queue,
-        }
-    }
-
-    /// The writer of this level's queue.
-    pub(crate) fn writer(&self) -> Option<&Arc<Writer>> {
-        self.queue.as_deref().map(|q| &q.0)
-    }
-}
-
-/// A level's writer, closed when the last cache using the level is gone.
-pub(crate) struct Queue(Arc<Writer>);
-
-impl Drop for Queue {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -134,77 +89,6 @@ impl Cache {
                 backfills: DashMap::new(),
             }),
         }
-    }
-
-    /// This cache's storage with a write-behind queue of other bounds in
-    /// front of level 0 (see [`save_behind`](Self::save_behind)); a new
-    /// cache, which does not see what this one has queued in level 0.
-    #[must_use]
-    pub fn with_write_behind(&self, bounds: WriteBehind) -> Self {
-        let mut levels = self.inner.levels.clone();
-        let top = &levels[0];
-        levels[0] = Level::new(Arc::clone(&top.values), Arc::clone(&top.calls), bounds);
-        Self::with_parts(
-            levels,
-            self.inner.coordinator.clone(),
-            self.inner.broadcast.clone(),
-        )
-    }
-
-    /// Saves a call (its values, then its record) behind the caller: it is
-    /// queued, readers of this cache see it at once, and a task of the
-    /// cache writes it to level 0 with the next batch. Storage under memory
-    /// is written in place instead. `key` is `record.key()`.
-    ///
-    /// A write that fails is reported to `report` (or logged); the call is
-    /// then simply not stored.
-    ///
-    /// # Cancel safety
-    ///
-    /// Waits only while the queue is full; dropped then, nothing is queued.
-    pub async fn save_behind(
-        &self,
-        key: Digest,
-        record: CallRecord,
-        values: Vec<(Digest, Bytes)>,
-        report: Option<Arc<dyn WriteFailed>>,
-    ) {
-        match self.top().writer() {
-            Some(writer) => writer.save(key, record, values, report).await,
-            None => {
-                let top = self.top();
-                let written = async {
-                    top.values.put_many(&values).await?;
-                    top.calls.put_many(&[(key, record)]).await
-                };
-                if let Err(e) = written.await {
-                    match report {
-                        Some(report) => report.write_failed(&key, &e),
-                        None => tracing::warn!(%key, error = %e, "could not write a call"),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits until every call queued by [`save_behind`](Self::save_behind)
-    /// before this call is written to storage (or has failed, which was
-    /// reported). Call it before a process exits.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: dropping it stops the waiting, not the writing.
-    pub async fn flush(&self) {
-        for level in &self.inner.levels {
-            if let Some(writer) = level.writer() {
-                writer.flush().await;
-            }
-        }
-    }
-
-    /// Waits for the queues, before a read that lists storage.
-    async fn settle(&self) {
-        self.flush().await;
     }
 
     pub(crate) fn level_list(&self) -> &[Level] {

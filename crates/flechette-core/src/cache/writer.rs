@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use super::backlog::Backlog;
 pub(crate) use super::backlog::Pending;
+use super::{Cache, Level};
 use crate::storage::{CallStorage, StorageError, ValueStorage};
 use crate::{CallRecord, Digest};
 
@@ -301,4 +302,78 @@ impl Drop for Alive<'_> {
         drop(state);
         writer.progress.notify_waiters();
     }
+}
+
+impl Cache {
+    /// This cache's storage with a write-behind queue of other bounds in
+    /// front of level 0 (see [`save_behind`](Self::save_behind)); a new
+    /// cache, which does not see what this one has queued in level 0.
+    #[must_use]
+    pub fn with_write_behind(&self, bounds: WriteBehind) -> Self {
+        let mut levels = self.inner.levels.clone();
+        let top = &levels[0];
+        levels[0] = Level::new(Arc::clone(&top.values), Arc::clone(&top.calls), bounds);
+        Self::with_parts(
+            levels,
+            self.inner.coordinator.clone(),
+            self.inner.broadcast.clone(),
+        )
+    }
+
+    /// Saves a call (its values, then its record) behind the caller: it is
+    /// queued, readers of this cache see it at once, and a task of the
+    /// cache writes it to level 0 with the next batch. Storage under memory
+    /// is written in place instead. `key` is `record.key()`.
+    ///
+    /// A write that fails is reported to `report` (or logged); the call is
+    /// then simply not stored.
+    ///
+    /// # Cancel safety
+    ///
+    /// Waits only while the queue is full; dropped then, nothing is queued.
+    pub async fn save_behind(
+        &self,
+        key: Digest,
+        record: CallRecord,
+        values: Vec<(Digest, Bytes)>,
+        report: Option<Arc<dyn WriteFailed>>,
+    ) {
+        match self.top().writer() {
+            Some(writer) => writer.save(key, record, values, report).await,
+            None => {
+                let top = self.top();
+                let written = async {
+                    top.values.put_many(&values).await?;
+                    top.calls.put_many(&[(key, record)]).await
+                };
+                if let Err(e) = written.await {
+                    match report {
+                        Some(report) => report.write_failed(&key, &e),
+                        None => tracing::warn!(%key, error = %e, "could not write a call"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every call queued by [`save_behind`](Self::save_behind)
+    /// before this call is written to storage (or has failed, which was
+    /// reported). Call it before a process exits.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it stops the waiting, not the writing.
+    pub async fn flush(&self) {
+        for level in &self.inner.levels {
+            if let Some(writer) = level.writer() {
+                writer.flush().await;
+            }
+        }
+    }
+
+    /// Waits for the queues, before a read that lists storage.
+    pub(super) async fn settle(&self) {
+        self.flush().await;
+    }
+
 }

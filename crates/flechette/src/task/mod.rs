@@ -6,6 +6,7 @@ mod bind;
 mod executor;
 mod handle;
 mod join_set;
+mod spawn;
 
 pub use bind::{Bound, bind, bind_blocking, bind_fn, spawn};
 pub use executor::{Executor, ExecutorStats, SpawnOptions};
