@@ -375,5 +375,4 @@ impl Cache {
     pub(super) async fn settle(&self) {
         self.flush().await;
     }
-
 }
