@@ -202,3 +202,31 @@ fn the_environment_variable_names_the_file() {
         assert!(status.success(), "the child checking {expect} failed");
     }
 }
+
+#[tokio::test]
+async fn a_write_queue_is_configured_per_cache_and_only_where_it_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[caches.disk]\nkind = \"file\"\ndir = \"files\"\nwrite_queue = 2\nwrite_queue_bytes = 4096\n",
+    );
+    let config = Config::load(&path).unwrap();
+    let disk = config.cache("disk").unwrap();
+    let f = CachedFn::builder("queued")
+        .args(["x"])
+        .cache(disk.clone())
+        .build(|(x,): (u64,)| async move { x + 1 });
+    for x in 0..5 {
+        assert_eq!(f.call((x,)).await.unwrap(), x + 1);
+    }
+    disk.flush().await;
+    let other = flechette::Cache::open(dir.path().join("files")).unwrap();
+    for x in 0..5 {
+        assert!(other.contains(&f.digest(&(x,)).unwrap()).await.unwrap());
+    }
+    let message = err("[caches.m]\nkind = \"memory\"\nwrite_queue = 5\n").to_string();
+    assert!(
+        message.contains("`write_queue` does not apply to memory caches"),
+        "{message}"
+    );
+}

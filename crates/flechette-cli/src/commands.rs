@@ -16,7 +16,15 @@ fn text(e: impl std::fmt::Display) -> String {
 
 pub(crate) async fn run(cli: Cli) -> Outcome {
     let cache = crate::open::cache(cli.cache.as_deref())?;
-    match cli.command {
+    let outcome = command(&cache, cli.command).await;
+    // Whatever a command queued is written before the process exits.
+    cache.flush().await;
+    outcome
+}
+
+async fn command(cache: &flechette::Cache, command: Command) -> Outcome {
+    let cache = cache.clone();
+    match command {
         Command::Ls(filters) | Command::Query(filters) => {
             table(&cache, &filters, TableOptions::new(), Format::Text).await
         }

@@ -13,6 +13,8 @@
 //! [caches.db]
 //! kind = "sqlite"          # needs the `sqlite` feature
 //! path = "cache.sqlite"
+//! write_queue = 10000      # calls queued behind callers (file, sqlite, redis)
+//! write_queue_bytes = 67108864
 //!
 //! [caches.shared]
 //! kind = "redis"           # needs the `redis` feature
@@ -30,7 +32,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use flechette_core::{Cache, CacheStack};
+use flechette_core::{Cache, CacheStack, WriteBehind};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -118,6 +120,9 @@ struct Entry {
     url: Option<Spanned<String>>,
     prefix: Option<String>,
     levels: Option<Vec<Spanned<String>>>,
+    /// The bounds of the write-behind queue, in calls and bytes.
+    write_queue: Option<usize>,
+    write_queue_bytes: Option<usize>,
 }
 
 /// What a cache is, once its table is checked.
@@ -134,9 +139,9 @@ impl Entry {
     fn kind(&self) -> Result<Kind<'_>, String> {
         let allowed: &[&str] = match self.kind.get_ref().as_str() {
             "memory" => &[],
-            "file" => &["dir"],
-            "sqlite" => &["path"],
-            "redis" => &["url", "prefix"],
+            "file" => &["dir", "write_queue", "write_queue_bytes"],
+            "sqlite" => &["path", "write_queue", "write_queue_bytes"],
+            "redis" => &["url", "prefix", "write_queue", "write_queue_bytes"],
             "stack" => &["levels"],
             other => {
                 return Err(format!(
@@ -150,6 +155,8 @@ impl Entry {
             ("url", self.url.is_some()),
             ("prefix", self.prefix.is_some()),
             ("levels", self.levels.is_some()),
+            ("write_queue", self.write_queue.is_some()),
+            ("write_queue_bytes", self.write_queue_bytes.is_some()),
         ];
         if let Some((field, _)) = present.iter().find(|(f, set)| *set && !allowed.contains(f)) {
             return Err(format!(
@@ -372,7 +379,7 @@ impl Config {
             name: name.to_owned(),
             source,
         };
-        match entry.get_ref().kind().map_err(&invalid)? {
+        let cache = match entry.get_ref().kind().map_err(&invalid)? {
             Kind::Memory => Ok(Cache::memory()),
             Kind::File(dir) => Cache::open(self.resolve(dir)).map_err(open),
             #[cfg(feature = "sqlite")]
@@ -400,7 +407,16 @@ impl Config {
                 building.pop();
                 Ok(stack.build())
             }
+        }?;
+        let entry = entry.get_ref();
+        if entry.write_queue.is_none() && entry.write_queue_bytes.is_none() {
+            return Ok(cache);
         }
+        let default = WriteBehind::default();
+        Ok(cache.with_write_behind(WriteBehind::new(
+            entry.write_queue.unwrap_or(default.max_entries),
+            entry.write_queue_bytes.unwrap_or(default.max_bytes),
+        )))
     }
 }
 
