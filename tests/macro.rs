@@ -311,3 +311,24 @@ async fn the_helper_is_a_full_cached_function() {
     assert_eq!(DOUBLE_RUNS.load(Ordering::SeqCst), 3);
     assert_eq!(f.spawn((6,)).await.unwrap(), 12);
 }
+
+/// A directory for the file caches below, one per process.
+static DIR: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().unwrap());
+
+fn durable_cache() -> Cache {
+    Cache::open(DIR.path().join("durable")).unwrap()
+}
+
+#[cached(cache = durable_cache(), write_through)]
+async fn durable(x: u64) -> u64 {
+    x + 100
+}
+
+#[tokio::test]
+async fn write_through_makes_a_result_durable_before_the_call_returns() {
+    assert_eq!(durable(1).await, 101);
+    // Another handle on the directory, as another process: no flush needed.
+    let other = Cache::open(DIR.path().join("durable")).unwrap();
+    let key = durable_cached().digest(&(1,)).unwrap();
+    assert!(other.contains(&key).await.unwrap());
+}
