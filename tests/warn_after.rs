@@ -104,3 +104,21 @@ async fn the_default_warn_after_is_thirty_seconds() {
     assert_eq!(g.call(()).await.unwrap(), 1);
     assert_eq!(warnings_of("defaults_slow").len(), 1);
 }
+
+#[test]
+fn a_computation_ready_at_once_sets_no_timer_and_needs_no_time_driver() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let f: flechette::CachedFn<(u8,), u8> = flechette::CachedFn::builder("instant")
+        .args(["k"])
+        .cache(flechette::Cache::memory())
+        .build(|(k,): (u8,)| async move { k + 1 });
+    runtime.block_on(async {
+        assert_eq!(
+            f.call((1,)).await.unwrap(),
+            2,
+            "computed on a runtime without timers"
+        );
+    });
+}

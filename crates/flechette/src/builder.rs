@@ -163,8 +163,11 @@ impl<A: Args, T> CachedFnBuilder<A, T> {
     /// [`timeout`](Self::timeout) does. Callers waiting on a stuck
     /// computation are released by invalidating its key.
     ///
-    /// The warning uses a tokio timer, so computations need a runtime with
-    /// time enabled (`enable_all`, `#[tokio::main]`), as `timeout` does. On
+    /// The warning uses a tokio timer, set when a computation's first poll
+    /// leaves it pending, so computations that wait need a runtime with
+    /// time enabled (`enable_all`, `#[tokio::main]`), as `timeout` does; on
+    /// one without, a waiting computation fails with
+    /// [`CallError::Panicked`](crate::CallError::Panicked). On
     /// a paused test clock that pending timer is somewhere auto-advance can
     /// jump to while a computation waits on outside I/O; `Duration::MAX`
     /// never warns and sets no timer.

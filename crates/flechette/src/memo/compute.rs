@@ -400,12 +400,18 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 }
 
 /// Runs `fut`, warning once (naming the function) if it is still running
-/// after `after`.
+/// after `after`; the timer is set only if its first poll leaves it pending.
 pub(super) async fn watch_slow<F: Future>(function: &str, after: Duration, fut: F) -> F::Output {
     if after == Duration::MAX {
         return fut.await;
     }
     let mut fut = std::pin::pin!(fut);
+    // A computation ready at its first poll needs no timer (nor a runtime
+    // with time enabled).
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(out) = first {
+        return out;
+    }
     tokio::select! {
         biased;
         out = &mut fut => return out,
