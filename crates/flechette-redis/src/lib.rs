@@ -7,12 +7,12 @@
 //!   time, so Redis drops it by itself.
 //! * A lookup is one round trip: a script returns the record and the result
 //!   value it names together.
-//! * Cross-instance single flight ([`Coordinator`]): when several instances
+//! * Cross-instance single flight ([`Coordinator`](flechette_core::storage::Coordinator)): when several instances
 //!   miss one call, one takes a lock (`SET NX PX` on `<prefix>:l:<key>`,
 //!   with a random token), computes and releases it (a token-checked
 //!   delete); the others poll for the release with backoff and read its
 //!   result. A holder that dies frees the key when the lock expires.
-//! * Invalidation broadcast ([`Broadcast`]): invalidations are published on
+//! * Invalidation broadcast ([`Broadcast`](flechette_core::storage::Broadcast)): invalidations are published on
 //!   `<prefix>:invalidate`; every instance listens (reconnecting when Redis
 //!   comes back) and drops the calls from its in-process tiers.
 //! * The connection is a reconnecting connection manager, made lazily: a
@@ -28,14 +28,16 @@
 //! # Ok(()) }
 //! ```
 
+mod broadcast;
+mod lease;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use flechette_core::storage::{
-    Broadcast, CallStorage, Coordinator, Invalidation, Lease, StorageError, ValueStorage,
-    decode_record, encode_record,
+    CallStorage, Invalidation, StorageError, ValueStorage, decode_record, encode_record,
 };
 use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -390,23 +392,6 @@ impl CallStorage for RedisCalls {
     }
 }
 
-static TOKENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// A token no other holder has: per-process random keys, the time and a
-/// counter, hashed.
-fn token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
-}
-
 /// A lookup in one round trip: the stored call with the result value its
 /// header names (see [`stored_call`]) right behind it, as one string led by
 /// the stored call's length (4 bytes, big-endian). One string rather than a
@@ -428,52 +413,6 @@ return n .. r .. v",
 /// damaged value the bytes that were read.
 const DELETE_IF: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
-#[async_trait]
-impl Coordinator for Redis {
-    async fn acquire(&self, key: &Digest, ttl: Duration) -> Result<Option<Lease>, StorageError> {
-        let token = token();
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let set: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(self.key('l', key))
-                    .arg(&token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ms),
-            )
-            .await?;
-        Ok(set.map(|_| Lease(token)))
-    }
-
-    async fn release(&self, key: &Digest, lease: &Lease) -> Result<(), StorageError> {
-        self.query::<i64>(
-            redis::cmd("EVAL")
-                .arg(DELETE_IF)
-                .arg(1)
-                .arg(self.key('l', key))
-                .arg(&lease.0),
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn wait_released(&self, key: &Digest, at_most: Duration) -> Result<(), StorageError> {
-        let deadline = tokio::time::Instant::now() + at_most;
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let held: bool = self
-                .query(redis::cmd("EXISTS").arg(self.key('l', key)))
-                .await?;
-            if !held || tokio::time::Instant::now() >= deadline {
-                return Ok(());
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-    }
-}
-
 impl Redis {
     /// Runs the lookup script by its SHA, loading it when Redis does not
     /// know it (the first lookup, or after a restart) and trying again.
@@ -492,79 +431,6 @@ impl Redis {
             }
             found => found.map_err(backend),
         }
-    }
-
-    fn channel(&self) -> String {
-        format!("{}:invalidate", self.prefix)
-    }
-
-    /// Listens on the invalidation channel for as long as the process runs,
-    /// reconnecting with backoff.
-    fn listen(&self) {
-        let (client, channel, tx) = (self.client.clone(), self.channel(), self.bus.tx.clone());
-        tokio::spawn(async move {
-            use futures_util::StreamExt;
-            let mut pause = Duration::from_millis(50);
-            loop {
-                if let Ok(mut pubsub) = client.get_async_pubsub().await
-                    && pubsub.subscribe(&channel).await.is_ok()
-                {
-                    pause = Duration::from_millis(50);
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        if let Some(invalidation) = message
-                            .get_payload::<String>()
-                            .ok()
-                            .as_deref()
-                            .and_then(parse)
-                        {
-                            // No subscriber left is fine: nothing to drop.
-                            let _ = tx.send(invalidation);
-                        }
-                    }
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-        });
-    }
-}
-
-fn parse(payload: &str) -> Option<Invalidation> {
-    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
-    Some(Invalidation {
-        name: v["name"].as_str()?.to_owned(),
-        module: v["module"].as_str()?.to_owned(),
-        version: v["version"].as_str().map(str::to_owned),
-        key: match &v["key"] {
-            serde_json::Value::String(k) => Some(k.parse().ok()?),
-            _ => None,
-        },
-    })
-}
-
-#[async_trait]
-impl Broadcast for Redis {
-    async fn publish(&self, message: &Invalidation) -> Result<(), StorageError> {
-        let payload = serde_json::json!({
-            "name": message.name,
-            "module": message.module,
-            "version": message.version,
-            "key": message.key.map(|k| k.to_hex()),
-        });
-        self.query::<i64>(
-            redis::cmd("PUBLISH")
-                .arg(self.channel())
-                .arg(payload.to_string()),
-        )
-        .await
-        .map(drop)
-    }
-
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Invalidation> {
-        let rx = self.bus.tx.subscribe();
-        self.bus.listening.call_once(|| self.listen());
-        rx
     }
 }
 
