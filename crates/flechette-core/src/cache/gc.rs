@@ -46,7 +46,7 @@ impl Cache {
         &self,
         mut progress: impl FnMut(GcProgress),
     ) -> Result<GcReport, CacheError> {
-        self.settle().await;
+        self.flush().await;
         let mut report = GcReport::default();
         let mut sweeps = Vec::new();
         for level in &self.inner.levels {

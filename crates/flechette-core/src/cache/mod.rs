@@ -221,7 +221,7 @@ impl Cache {
     ///
     /// Fails when a storage listing fails.
     pub async fn value_digests(&self) -> Result<Vec<Digest>, CacheError> {
-        self.settle().await;
+        self.flush().await;
         let mut all = Vec::new();
         for level in &self.inner.levels {
             all.extend(level.values.list(None).await?);
@@ -418,8 +418,7 @@ impl Cache {
         let mut removed = false;
         for level in &self.inner.levels {
             if let Some(writer) = level.writer() {
-                removed |= writer.pending(key).is_some();
-                writer.cancel(key).await;
+                removed |= writer.cancel(key).await;
             }
             removed |= level.calls.remove(key).await?;
         }
@@ -427,7 +426,7 @@ impl Cache {
     }
 
     async fn digests_with(&self, prefix: &DigestPrefix) -> Result<Vec<Digest>, CacheError> {
-        self.settle().await;
+        self.flush().await;
         let mut all = Vec::new();
         for level in &self.inner.levels {
             all.extend(level.values.list(Some(prefix)).await?);
@@ -489,7 +488,7 @@ impl Cache {
         if let Some(e) = query.error() {
             return Err(e.clone().into());
         }
-        self.settle().await;
+        self.flush().await;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for level in &self.inner.levels {

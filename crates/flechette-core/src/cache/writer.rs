@@ -171,17 +171,20 @@ impl Writer {
 
     /// Drops the queued write of `key`, and waits for a batch in progress
     /// that writes it: afterwards nothing of this writer writes `key`.
-    pub(crate) async fn cancel(self: &Arc<Self>, key: &Digest) {
-        let wait_for = {
+    /// Returns whether a write of `key` was queued (or being written).
+    pub(crate) async fn cancel(self: &Arc<Self>, key: &Digest) -> bool {
+        let (queued, wait_for) = {
             let mut state = self.lock();
             if state.backlog.is_empty() {
-                return;
+                return false;
             }
-            state.backlog.cancel(key)
+            let queued = state.backlog.pending(key).is_some();
+            (queued, state.backlog.cancel(key))
         };
         if let Some(seq) = wait_for {
             self.reached(seq).await;
         }
+        queued
     }
 
     /// Waits until every call queued so far is written (or failed).
@@ -369,10 +372,5 @@ impl Cache {
                 writer.flush().await;
             }
         }
-    }
-
-    /// Waits for the queues, before a read that lists storage.
-    pub(super) async fn settle(&self) {
-        self.flush().await;
     }
 }
