@@ -32,40 +32,84 @@ async fn misses(f: &CachedFn<(u64,), String>, keys: u64) -> Duration {
     start.elapsed()
 }
 
-/// Every row of every table of the SQLite file at `path`.
-fn sqlite_rows(path: &Path) -> Vec<(String, Vec<rusqlite::types::Value>)> {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
+type Row = Vec<rusqlite::types::Value>;
+
+/// Every row of `table` in the SQLite file open on `conn`.
+fn table_rows(conn: &rusqlite::Connection, table: &str) -> Vec<Row> {
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
-    let mut rows = Vec::new();
-    for table in tables {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
-        let n = stmt.column_count();
-        let found: Vec<Vec<rusqlite::types::Value>> = stmt
-            .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        rows.extend(found.into_iter().map(|row| (table.clone(), row)));
+        .unwrap()
+}
+
+fn text(v: &rusqlite::types::Value) -> &str {
+    match v {
+        rusqlite::types::Value::Text(t) => t,
+        other => panic!("not text: {other:?}"),
     }
-    rows
+}
+
+/// Every row the misses of keys `0..keys` stored in the SQLite file at
+/// `path`, in the order a naive writer inserting each miss as it happens
+/// would write them: per key, its values (the argument, then the result),
+/// its call, then the call's index rows. Each row once.
+fn sqlite_rows(path: &Path, keys: u64) -> Vec<(&'static str, Row)> {
+    use std::collections::HashMap;
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let by_first = |table| -> HashMap<String, Vec<Row>> {
+        let mut map: HashMap<String, Vec<Row>> = HashMap::new();
+        for row in table_rows(&conn, table) {
+            map.entry(text(&row[0]).to_owned()).or_default().push(row);
+        }
+        map
+    };
+    let (mut vals, mut calls) = (by_first("vals"), by_first("calls"));
+    let mut index: Vec<(&'static str, HashMap<String, Vec<Row>>)> =
+        ["arguments", "tags", "metadata"]
+            .into_iter()
+            .map(|t| (t, by_first(t)))
+            .collect();
+    // The call of key k is the one whose argument has k's digest.
+    let mut call_of: HashMap<String, String> = HashMap::new();
+    for rows in index[0].1.values() {
+        for row in rows {
+            call_of.insert(text(&row[2]).to_owned(), text(&row[0]).to_owned());
+        }
+    }
+    let mut out = Vec::new();
+    for k in 0..keys {
+        let arg = flechette::digest(&k).unwrap().to_hex();
+        let call = &call_of[&arg];
+        let row = calls.remove(call).unwrap().remove(0);
+        for digest in [arg.clone(), text(&row[4]).to_owned()] {
+            out.extend(
+                vals.remove(&digest)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| ("vals", r)),
+            );
+        }
+        out.push(("calls", row));
+        for (table, rows) in &mut index {
+            out.extend(rows.remove(call).into_iter().flatten().map(|r| (*table, r)));
+        }
+    }
+    assert!(calls.is_empty(), "every stored call is one of the misses");
+    out
 }
 
 /// Misses into a SQLite cache, against rusqlite inserting the same rows
-/// into a file of the same schema, 100 rows a transaction, on the
-/// blocking pool.
+/// into a file of the same schema, in the order of the misses, 100 rows a
+/// transaction, on the blocking pool.
 pub(crate) async fn sqlite(keys: u64) -> (Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flechette.sqlite");
     let cache: Cache = flechette::sqlite::open(&path).unwrap();
     let ours = misses(&crate::function(cache, keys), keys).await;
 
-    let rows = sqlite_rows(&path);
+    let rows = sqlite_rows(&path, keys);
     let raw_path = dir.path().join("raw.sqlite");
     drop(flechette::sqlite::Sqlite::open(&raw_path).unwrap()); // the schema
     let conn = std::sync::Arc::new(std::sync::Mutex::new(

@@ -11,8 +11,9 @@
 //! * WAL journal, a busy timeout and one transaction per write (a batch of
 //!   `put_many` is one), so several processes may share a file. One
 //!   connection writes and four read beside it, so lookups never wait for
-//!   a write batch. Blocking SQLite work runs on tokio's blocking pool,
-//!   never on the async workers.
+//!   a write batch. Writes and listing queries run on tokio's blocking
+//!   pool; a point lookup runs inline on the calling thread, a B-tree
+//!   probe that waits for no lock (see [`Sqlite::inline_lookups`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,11 +25,11 @@
 //! # Ok(()) }
 //! ```
 
+mod connections;
 mod query;
 mod schema;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -36,38 +37,9 @@ use flechette_core::storage::{
     CallStorage, StorageError, ValueStorage, decode_record, encode_record,
 };
 use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
-use rusqlite::{Connection, OptionalExtension, params};
 
-/// Connections to a SQLite cache file, shared by its value and call
-/// storage: one that writes, and a few that read beside it (the file is in
-/// WAL mode, so reads wait neither for a write batch nor for each other).
-/// Cheap to clone.
-#[derive(Clone)]
-pub struct Sqlite {
-    conn: Arc<Mutex<Connection>>,
-    /// Read connections; none for an in-memory database, which reads on
-    /// `conn`.
-    readers: Arc<Readers>,
-}
-
-/// How many read connections a file gets.
-const READERS: usize = 4;
-
-#[derive(Default)]
-struct Readers {
-    conns: Vec<Arc<Mutex<Connection>>>,
-    next: std::sync::atomic::AtomicUsize,
-}
-
-impl std::fmt::Debug for Sqlite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sqlite").finish_non_exhaustive()
-    }
-}
-
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
-    StorageError::Backend(Box::new(e))
-}
+pub use connections::Sqlite;
+use rusqlite::{OptionalExtension, params};
 
 /// A cache over the SQLite file at `path` (created if needed).
 ///
@@ -80,45 +52,6 @@ pub fn open(path: impl AsRef<Path>) -> Result<Cache, StorageError> {
 }
 
 impl Sqlite {
-    /// Opens (creating if needed) the SQLite file at `path`.
-    ///
-    /// # Errors
-    ///
-    /// Fails when the file cannot be opened or its schema created.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
-        let conn = Connection::open(path.as_ref()).map_err(backend)?;
-        schema::prepare(&conn).map_err(backend)?;
-        let conns = (0..READERS)
-            .map(|_| {
-                let reader = Connection::open(path.as_ref())?;
-                schema::prepare_reader(&reader)?;
-                Ok(Arc::new(Mutex::new(reader)))
-            })
-            .collect::<rusqlite::Result<_>>()
-            .map_err(backend)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            readers: Arc::new(Readers {
-                conns,
-                next: Default::default(),
-            }),
-        })
-    }
-
-    /// An in-memory database (for tests).
-    ///
-    /// # Errors
-    ///
-    /// Fails when SQLite cannot create it.
-    pub fn memory() -> Result<Self, StorageError> {
-        let conn = Connection::open_in_memory().map_err(backend)?;
-        schema::prepare(&conn).map_err(backend)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            readers: Arc::default(),
-        })
-    }
-
     /// The value storage of this file.
     pub fn values(&self) -> SqliteValues {
         SqliteValues { db: self.clone() }
@@ -127,44 +60,6 @@ impl Sqlite {
     /// The call storage of this file.
     pub fn calls(&self) -> SqliteCalls {
         SqliteCalls { db: self.clone() }
-    }
-
-    /// Runs `f` with the writing connection on the blocking pool.
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        Self::on(Arc::clone(&self.conn), f).await
-    }
-
-    /// Runs a read `f` on the blocking pool, with one of the read
-    /// connections (taking turns).
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        let readers = &self.readers.conns;
-        if readers.is_empty() {
-            return self.run(f).await;
-        }
-        let turn = self
-            .readers
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self::on(Arc::clone(&readers[turn % readers.len()]), f).await
-    }
-
-    async fn on<T: Send + 'static>(
-        conn: Arc<Mutex<Connection>>,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(backend)?
-        .map_err(backend)
     }
 
     /// The digests `sql` (a range query on a hex column) lists for `prefix`.
@@ -256,11 +151,10 @@ impl ValueStorage for SqliteValues {
         let (d, hex) = (*digest, digest.to_hex());
         let bytes: Option<Vec<u8>> = self
             .db
-            .read(move |conn| {
+            .lookup(move |conn| {
                 let bytes: Option<Vec<u8>> = conn
-                    .query_row("SELECT bytes FROM vals WHERE digest = ?1", [&hex], |r| {
-                        r.get(0)
-                    })
+                    .prepare_cached("SELECT bytes FROM vals WHERE digest = ?1")?
+                    .query_row([&hex], |r| r.get(0))
                     .optional()?;
                 match bytes {
                     Some(b) if Digest::of_encoded(&b) != d => {
@@ -293,10 +187,14 @@ impl ValueStorage for SqliteValues {
 
     async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
         // One transaction; a value already stored is skipped by the insert.
-        let rows: Vec<(String, Bytes)> = values
+        // In digest order: a batch of random digests inserted in order
+        // dirties each page of the tree once, in one pass (measured 1.5x
+        // faster than arrival order on 100,000 values).
+        let mut rows: Vec<(String, Bytes)> = values
             .iter()
             .map(|(d, b)| (d.to_hex(), b.clone()))
             .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.db
             .run(move |conn| {
                 let tx = conn.transaction()?;
@@ -316,8 +214,9 @@ impl ValueStorage for SqliteValues {
     async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
         let hex = digest.to_hex();
         self.db
-            .read(move |conn| {
-                conn.query_row("SELECT 1 FROM vals WHERE digest = ?1", [hex], |_| Ok(()))
+            .lookup(move |conn| {
+                conn.prepare_cached("SELECT 1 FROM vals WHERE digest = ?1")?
+                    .query_row([&hex], |_| Ok(()))
                     .optional()
                     .map(|r| r.is_some())
             })
@@ -366,11 +265,10 @@ impl CallStorage for SqliteCalls {
         let hex = key.to_hex();
         let row: Option<(String, Vec<u8>)> = self
             .db
-            .read(move |conn| {
-                conn.query_row("SELECT key, record FROM calls WHERE key = ?1", [hex], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
+            .lookup(move |conn| {
+                conn.prepare_cached("SELECT key, record FROM calls WHERE key = ?1")?
+                    .query_row([&hex], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
             })
             .await?;
         Ok(row.and_then(|(k, b)| decoded(&k, &b)).map(|(_, r)| r))
@@ -387,12 +285,12 @@ impl CallStorage for SqliteCalls {
         // benches/backends.rs); both are two primary-key probes.
         let row: Option<(String, Vec<u8>, Option<Vec<u8>>)> = self
             .db
-            .read(move |conn| {
+            .lookup(move |conn| {
                 conn.prepare_cached(
                     "SELECT c.key, c.record, (SELECT v.bytes FROM vals v WHERE v.digest = c.result)
                      FROM calls c WHERE c.key = ?1",
                 )?
-                .query_row([hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row([&hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
             })
             .await?;
@@ -414,11 +312,13 @@ impl CallStorage for SqliteCalls {
     }
 
     async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
-        // One transaction for the whole batch.
-        let rows = records
+        // One transaction for the whole batch, in key order (as values);
+        // a stable sort, so of two records under one key the later wins.
+        let mut rows = records
             .iter()
             .map(|(key, record)| Ok((*key, record.clone(), encode_record(record)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
+        rows.sort_by_key(|(key, ..)| *key);
         self.db
             .run(move |conn| {
                 let tx = conn.transaction()?;

@@ -3,16 +3,20 @@
 use flechette_core::{CallRecord, Digest};
 use rusqlite::{Connection, Transaction, params};
 
+/// How long a statement waits for a lock held by another connection
+/// before it fails with "database is busy".
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The pragmas of a connection that reads beside the writing one (the
 /// file's WAL mode and schema are the writing connection's to set).
 pub(crate) fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "cache_size", -16_384)
 }
 
 /// Pragmas, tables and indexes; idempotent.
 pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // 64 MiB of page cache: large batches stay in memory until commit.
