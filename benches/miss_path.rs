@@ -14,7 +14,8 @@
 //! * `ratio flechette_sqlite_misses/raw_sqlite_inserts = X.XX`: wall time
 //!   of 100,000 misses from 16 tasks until `Cache::flush` returns, against
 //!   rusqlite inserting the same rows (the same values and records, byte
-//!   for byte) in transactions of 100 rows on the blocking pool.
+//!   for byte, in the order of the misses) in transactions of 100 rows on
+//!   the blocking pool.
 //! * `ratio flechette_file_misses/raw_file_writes = X.XX`: 10,000 misses
 //!   into a file cache until `flush`, against a loop writing the same files
 //!   the same atomic way (temp file, fsync, rename).

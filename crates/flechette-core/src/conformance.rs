@@ -25,7 +25,36 @@ use crate::{
 pub async fn check_all(values: Arc<dyn ValueStorage>, calls: Arc<dyn CallStorage>) {
     check_values(values.as_ref()).await;
     check_calls(calls.as_ref()).await;
+    check_damaged_result(values.as_ref(), calls.as_ref()).await;
     check_cache(Cache::from_storage(values, calls)).await;
+}
+
+/// A result stored with bytes that do not match its digest never comes
+/// back with the call from `get_with_result`: callers trust those bytes
+/// without hashing them.
+pub async fn check_damaged_result(values: &dyn ValueStorage, calls: &dyn CallStorage) {
+    let (result, _) = encoded(&"the right result");
+    let (_, wrong) = encoded(&"other bytes");
+    values.put(&result, wrong).await.unwrap();
+    let mut record = sample_record("damaged", "conformance", 1, &[]);
+    record.result = result;
+    let key = record.key();
+    calls.put(&key, &record).await.unwrap();
+    let (found, bytes) = calls
+        .get_with_result(&key)
+        .await
+        .unwrap()
+        .expect("the record is there");
+    assert_eq!(found, record);
+    if let Some(bytes) = bytes {
+        assert_eq!(
+            Digest::of_encoded(&bytes),
+            result,
+            "get_with_result returns only bytes that match the result digest"
+        );
+    }
+    calls.remove(&key).await.unwrap();
+    values.remove(&result).await.unwrap();
 }
 
 fn encoded(value: &impl serde::Serialize) -> (Digest, Bytes) {

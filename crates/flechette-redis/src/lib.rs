@@ -38,6 +38,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use flechette_core::storage::{
     CallStorage, Invalidation, StorageError, ValueStorage, decode_record, encode_record,
+    verified_result,
 };
 use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -356,6 +357,7 @@ impl CallStorage for RedisCalls {
             return Ok(None);
         };
         let result = (end < found.len()).then(|| Bytes::from(found).slice(end..));
+        let result = verified_result(&record, result);
         Ok(Some((record, result)))
     }
 

@@ -34,7 +34,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use bytes::Bytes;
 use flechette_core::storage::{
-    CallStorage, StorageError, ValueStorage, decode_record, encode_record,
+    CallStorage, StorageError, ValueStorage, decode_record, encode_record, verified_result,
 };
 use flechette_core::{Cache, CallQuery, CallRecord, Digest, DigestPrefix};
 
@@ -295,7 +295,10 @@ impl CallStorage for SqliteCalls {
             })
             .await?;
         Ok(row.and_then(|(k, record, value)| {
-            decoded(&k, &record).map(|(_, r)| (r, value.map(Bytes::from)))
+            decoded(&k, &record).map(|(_, r)| {
+                let bytes = verified_result(&r, value.map(Bytes::from));
+                (r, bytes)
+            })
         }))
     }
 

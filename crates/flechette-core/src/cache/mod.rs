@@ -348,7 +348,9 @@ impl Cache {
                 {
                     tracing::warn!(%key, error = %e, "cache stack: could not copy a hit into level 0");
                 }
-                let bytes = match bytes.filter(|b| Digest::of_encoded(b) == record.result) {
+                // The backend has checked the bytes against the digest
+                // (see `CallStorage::get_with_result`): no second hash.
+                let bytes = match bytes {
                     Some(bytes) => Some(bytes),
                     None => self.load_encoded(&record.result).await?,
                 };

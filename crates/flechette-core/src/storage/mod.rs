@@ -127,6 +127,10 @@ pub trait CallStorage: Send + Sync + 'static {
     /// backends that keep both and can fetch them in one round trip (a
     /// script, a pipeline). The default fetches the record only: `None`
     /// bytes tell the caller to load the result itself.
+    ///
+    /// Bytes returned must be the record's result: a backend whose bytes
+    /// can be damaged passes them through [`verified_result`], so that
+    /// callers trust them without hashing them again.
     async fn get_with_result(
         &self,
         key: &Digest,
@@ -202,6 +206,19 @@ pub trait Broadcast: Send + Sync + 'static {
 
     /// The messages from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Invalidation>;
+}
+
+/// `bytes` when they are the encoding of `record`'s result (their digest is
+/// the record's `result`); otherwise `None`, with a warning, so that the
+/// caller loads the result by its digest instead.
+pub fn verified_result(record: &CallRecord, bytes: Option<Bytes>) -> Option<Bytes> {
+    let bytes = bytes?;
+    if Digest::of_encoded(&bytes) == record.result {
+        Some(bytes)
+    } else {
+        tracing::warn!(result = %record.result, "a stored result did not match its digest; loading it by digest");
+        None
+    }
 }
 
 /// Encodes a record for storage: MessagePack with named fields, so records
