@@ -133,7 +133,15 @@ impl Sqlite {
             .readers
             .next
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self::on(Arc::clone(&readers[turn % readers.len()]), f).await
+        // A read connection waits for no lock unless told to (see
+        // `lookup`); on the pool it may.
+        let patient = move |conn: &mut Connection| {
+            conn.busy_timeout(schema::BUSY_TIMEOUT)?;
+            let out = f(conn);
+            conn.busy_timeout(std::time::Duration::ZERO)?;
+            out
+        };
+        Self::on(Arc::clone(&readers[turn % readers.len()]), patient).await
     }
 
     /// Runs a point lookup `f` (a row by primary key) on the calling
@@ -150,11 +158,8 @@ impl Sqlite {
                 let Ok(mut conn) = conn.try_lock() else {
                     continue;
                 };
-                conn.busy_timeout(std::time::Duration::ZERO)
-                    .map_err(backend)?;
-                let found = f(&mut conn);
-                conn.busy_timeout(schema::BUSY_TIMEOUT).map_err(backend)?;
-                match found {
+                // The read connections' busy timeout is zero.
+                match f(&mut conn) {
                     Err(e) if is_busy(&e) => break,
                     found => return found.map_err(backend),
                 }
@@ -219,9 +224,13 @@ mod tests {
         assert_eq!(seen[0], (0, main.clone()), "inline, waiting for no lock");
         assert_eq!(seen[1].0, 10_000, "on the pool, with the busy timeout");
         assert_ne!(seen[1].1, main, "on a thread of the pool");
-        // Every reader has its busy timeout back.
+        // A read on the pool waits for locks, and leaves its connection
+        // waiting for none again.
         for _ in 0..READERS {
             assert_eq!(db.read(|c| busy_timeout(c)).await.unwrap(), 10_000);
+        }
+        for conn in &db.readers.conns {
+            assert_eq!(busy_timeout(&conn.lock().unwrap()).unwrap(), 0);
         }
     }
 

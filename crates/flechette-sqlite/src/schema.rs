@@ -8,9 +8,12 @@ use rusqlite::{Connection, Transaction, params};
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The pragmas of a connection that reads beside the writing one (the
-/// file's WAL mode and schema are the writing connection's to set).
+/// file's WAL mode and schema are the writing connection's to set). Its
+/// busy timeout is zero: a lookup on the caller's thread must not wait for
+/// a lock, and a read on the blocking pool sets [`BUSY_TIMEOUT`] while it
+/// runs.
 pub(crate) fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(std::time::Duration::ZERO)?;
     conn.pragma_update(None, "cache_size", -16_384)
 }
 
