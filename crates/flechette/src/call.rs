@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::args::Args;
 use crate::error::CallError;
-use crate::memo::{Body, Memo, Step, Stored};
+use crate::memo::{ArgBytes, Body, Memo, Probe, Step, Stored};
 
 type SlowPath<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, CallError<E>>> + Send + 'a>>;
 
@@ -63,22 +63,33 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let State::Start(memo, args) = &mut this.state {
+        if let State::Start(memo, call) = &mut this.state {
             let memo: &'a Arc<Memo<A, T, E>> = memo;
-            let Some((args, body)) = args.take() else {
+            let Some((args, _)) = call.as_ref() else {
                 this.state = State::Done;
                 return Poll::Ready(Err(CallError::Abandoned));
             };
-            match memo.start(args, body) {
-                Ok(Step::Done(value)) => {
+            let mut bytes = ArgBytes::new();
+            let probe = match memo.probe(args, &mut bytes) {
+                Ok(Probe::Fresh(value)) => {
                     this.state = State::Done;
                     return Poll::Ready(Ok(value));
                 }
+                Ok(probe) => probe,
                 Err(e) => {
                     this.state = State::Done;
                     return Poll::Ready(Err(e));
                 }
-                Ok(Step::Fly(key, args, kind, job)) => {
+            };
+            let Some((args, body)) = call.take() else {
+                unreachable!("checked above");
+            };
+            match memo.after_probe(probe, &bytes, args, body) {
+                Step::Done(value) => {
+                    this.state = State::Done;
+                    return Poll::Ready(Ok(value));
+                }
+                Step::Fly(key, args, kind, job) => {
                     this.state = State::Slow(Box::pin(memo.fly(key, args, kind, job)));
                 }
             }

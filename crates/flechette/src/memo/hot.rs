@@ -58,15 +58,6 @@ impl<'a> From<&'a HotKey> for HotKeyRef<'a> {
     }
 }
 
-impl HotKeyRef<'_> {
-    pub(crate) fn to_owned_key(self) -> HotKey {
-        HotKey {
-            cache: self.cache,
-            args: self.args.into(),
-        }
-    }
-}
-
 impl Equivalent<HotKey> for HotKeyRef<'_> {
     fn equivalent(&self, key: &HotKey) -> bool {
         self.cache == key.cache && *self.args == *key.args

@@ -36,7 +36,8 @@ use crate::error::CallError;
 use crate::scope;
 use across::Across;
 use flight::{Answer, Entered, Flight, FlightGuard, FlightTable, Role};
-use hot::{ArgBytes, HotEntry, HotKey, HotKeyRef, HotTier};
+pub(crate) use hot::ArgBytes;
+use hot::{HotEntry, HotKey, HotKeyRef, HotTier};
 use policy::{Age, Deadlines, Freshness};
 use stats::Counters;
 
@@ -85,6 +86,18 @@ impl flechette_core::WriteFailed for Faults {
 }
 
 /// What the synchronous start of a call decided.
+/// What the hot tier holds for a call.
+pub(crate) enum Probe<T> {
+    /// A fresh value: the answer.
+    Fresh(T),
+    /// A stale value: the answer, while one refresh starts.
+    Stale(T),
+    /// Nothing usable (an expired entry is removed).
+    Absent,
+    /// The caller is in rerun mode: the tier is not read.
+    Rerun,
+}
+
 pub(crate) enum Step<A, T, E> {
     /// Answered from the hot tier.
     Done(T),
@@ -241,12 +254,38 @@ where
         )
     }
 
-    /// The hot-tier bytes of `args`.
+    /// The hot tier's answer for `args`, whose canonical bytes are written
+    /// into `bytes` on the way. Takes the arguments by reference, so that a
+    /// fresh hit moves nothing but its value.
     #[inline]
-    fn arg_bytes(args: &A) -> Result<ArgBytes, CallError<E>> {
-        let mut buf = ArgBytes::new();
-        encoding::write_to(args, &mut Buf(&mut buf))?;
-        Ok(buf)
+    pub(crate) fn probe(&self, args: &A, bytes: &mut ArgBytes) -> Result<Probe<T>, CallError<E>> {
+        encoding::write_to(args, &mut Buf(bytes))?;
+        if scope::rerunning() {
+            return Ok(Probe::Rerun);
+        }
+        let key = HotKeyRef {
+            cache: self.cache_id(),
+            args: bytes,
+        };
+        let Some(entry) = self.hot.get(key) else {
+            return Ok(Probe::Absent);
+        };
+        let age = if entry.deadlines.never() {
+            Age::Fresh
+        } else {
+            entry.deadlines.age(Instant::now())
+        };
+        Ok(match age {
+            Age::Fresh => {
+                self.counters.hits.incr();
+                Probe::Fresh(entry.value)
+            }
+            Age::Stale => Probe::Stale(entry.value),
+            Age::Expired => {
+                self.hot.remove(key);
+                Probe::Absent
+            }
+        })
     }
 
     /// The synchronous start of a call: answered from the hot tier (fresh,
@@ -257,46 +296,37 @@ where
         args: A,
         body: B,
     ) -> Result<Step<A, T, E>, CallError<E>> {
-        let cache_id = self.cache_id();
-        let bytes = Self::arg_bytes(&args)?;
-        let key = HotKeyRef {
-            cache: cache_id,
-            args: &bytes,
+        let mut bytes = ArgBytes::new();
+        let probe = self.probe(&args, &mut bytes)?;
+        Ok(self.after_probe(probe, &bytes, args, body))
+    }
+
+    /// What a call does after its probe of the hot tier, `bytes` its
+    /// argument bytes.
+    pub(crate) fn after_probe<B: Body<A, T, E>>(
+        self: &Arc<Self>,
+        probe: Probe<T>,
+        bytes: &[u8],
+        args: A,
+        body: B,
+    ) -> Step<A, T, E> {
+        let key = HotKey {
+            cache: self.cache_id(),
+            args: bytes.into(),
         };
-        if scope::rerunning() {
-            return Ok(Step::Fly(
-                key.to_owned_key(),
-                args,
-                Kind::Force,
-                body.into_job(),
-            ));
-        }
-        if let Some(entry) = self.hot.get(key) {
-            let age = if entry.deadlines.never() {
-                Age::Fresh
-            } else {
-                entry.deadlines.age(Instant::now())
-            };
-            match age {
-                Age::Fresh => {
-                    self.counters.hits.incr();
-                    return Ok(Step::Done(entry.value));
-                }
-                Age::Stale => {
-                    self.counters.stale_hits.incr();
-                    self.refresh(key.to_owned_key(), args, body.into_job());
-                    return Ok(Step::Done(entry.value));
-                }
-                Age::Expired => self.hot.remove(key),
+        match probe {
+            Probe::Fresh(value) => Step::Done(value),
+            Probe::Stale(value) => {
+                self.counters.stale_hits.incr();
+                self.refresh(key, args, body.into_job());
+                Step::Done(value)
+            }
+            Probe::Rerun => Step::Fly(key, args, Kind::Force, body.into_job()),
+            Probe::Absent => {
+                self.counters.misses.incr();
+                Step::Fly(key, args, Kind::Load, body.into_job())
             }
         }
-        self.counters.misses.incr();
-        Ok(Step::Fly(
-            key.to_owned_key(),
-            args,
-            Kind::Load,
-            body.into_job(),
-        ))
     }
 
     /// Joins the flight for `key` or leads a new one, and waits for it.
