@@ -1,10 +1,14 @@
 //! Statistics of a cached function, counted without contention on the hit path.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 const STRIPES: usize = 16;
+
+/// Stripes a thread can own: the last one is never owned, and the threads
+/// beyond the first `OWNABLE` add to it atomically.
+const OWNABLE: usize = STRIPES - 1;
 
 #[repr(align(128))]
 #[derive(Default)]
@@ -12,30 +16,71 @@ struct Padded(AtomicU64);
 
 /// A counter split over cache lines, so threads counting at once do not
 /// fight over one line.
+///
+/// A thread owns a stripe from its first count until it ends, and only
+/// its owner writes to it: an increment is a load and a store, with no
+/// locked instruction. (Stripes are released when their thread ends and
+/// claimed by later threads with acquire and release ordering, so a new
+/// owner goes on from its predecessor's last count.)
 #[derive(Default)]
 pub(crate) struct Striped([Padded; STRIPES]);
 
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+/// Which stripes are owned.
+static OWNED: [AtomicBool; OWNABLE] = [const { AtomicBool::new(false) }; OWNABLE];
 
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+/// A thread's stripe: [`UNCLAIMED`] until its first count, then the index
+/// of the stripe it owns, or [`SHARED`].
+struct Slot(Cell<usize>);
+
+const UNCLAIMED: usize = usize::MAX;
+const SHARED: usize = STRIPES - 1;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let i = self.0.get();
+        if i < OWNABLE {
+            OWNED[i].store(false, Ordering::Release);
+        }
+    }
 }
 
+thread_local! {
+    static SLOT: Slot = const { Slot(Cell::new(UNCLAIMED)) };
+}
+
+/// The stripe the current thread counts on.
+#[inline]
 fn stripe() -> usize {
-    STRIPE.with(|s| {
-        let mut i = s.get();
-        if i == usize::MAX {
-            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            s.set(i);
+    SLOT.try_with(|s| {
+        let i = s.0.get();
+        if i != UNCLAIMED {
+            return i;
         }
-        i
+        let claimed = (0..OWNABLE)
+            .find(|&i| {
+                OWNED[i]
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            })
+            .unwrap_or(SHARED);
+        s.0.set(claimed);
+        claimed
     })
+    // A count from a thread-local destructor, after the slot's own.
+    .unwrap_or(SHARED)
 }
 
 impl Striped {
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.0[stripe()].0.fetch_add(n, Ordering::Relaxed);
+        let i = stripe();
+        let count = &self.0[i].0;
+        if i < OWNABLE {
+            // Only this thread writes this stripe.
+            count.store(count.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        } else {
+            count.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     #[inline]
@@ -163,6 +208,70 @@ impl Stats {
             0.0
         } else {
             hits as f64 / total as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+
+    use super::*;
+
+    /// Threads counting at once, more than there are stripes to own, then
+    /// a second wave on the stripes the first released: no count is lost.
+    #[test]
+    fn every_count_is_kept_by_owners_sharers_and_successors() {
+        let counter = Striped::default();
+        const THREADS: usize = 3 * STRIPES;
+        const EACH: u64 = 20_000;
+        for _wave in 0..2 {
+            let start = Barrier::new(THREADS);
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        start.wait();
+                        for _ in 0..EACH {
+                            counter.incr();
+                        }
+                        counter.add(2);
+                    });
+                }
+            });
+        }
+        assert_eq!(counter.get(), 2 * THREADS as u64 * (EACH + 2));
+    }
+
+    /// The invariant that makes a plain load and store exact: no two live
+    /// threads own one stripe, and the threads beyond the ownable stripes
+    /// share the last one. Twice, so the second wave runs on stripes the
+    /// first released.
+    #[test]
+    fn no_two_live_threads_own_one_stripe() {
+        const THREADS: usize = 2 * STRIPES;
+        for _wave in 0..2 {
+            let (start, stop) = (Barrier::new(THREADS), Barrier::new(THREADS));
+            let stripes: Vec<usize> = std::thread::scope(|s| {
+                let threads: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            let i = stripe();
+                            assert_eq!(stripe(), i, "a thread keeps its stripe");
+                            stop.wait(); // every thread holds its stripe until all have one
+                            i
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let mut owned: Vec<usize> = stripes.iter().copied().filter(|&i| i < OWNABLE).collect();
+            let shared = stripes.iter().filter(|&&i| i == SHARED).count();
+            assert_eq!(owned.len() + shared, THREADS, "{stripes:?}");
+            assert!(shared >= THREADS - OWNABLE, "{stripes:?}");
+            owned.sort_unstable();
+            owned.dedup();
+            assert_eq!(owned.len() + shared, THREADS, "two threads own one stripe: {stripes:?}");
         }
     }
 }
