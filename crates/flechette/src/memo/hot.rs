@@ -12,15 +12,91 @@ use std::sync::atomic::Ordering;
 use equivalent::Equivalent;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
-use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use super::lru::{Lru, SMALL};
 use super::policy::Deadlines;
 use super::stats::Counters;
 
-/// Argument bytes, on the stack when short.
-pub(crate) type ArgBytes = SmallVec<[u8; 64]>;
+/// Argument bytes, on the stack when short: the canonical encoding of a
+/// call's arguments, written by many tiny puts. A fixed array and a length
+/// (spilling to the heap past [`INLINE`] bytes), because a hit spends a
+/// good part of its time here: a put is one bounds check and a copy.
+pub(crate) struct ArgBytes {
+    inline: [u8; INLINE],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+/// How many argument bytes stay on the stack.
+const INLINE: usize = 64;
+
+impl ArgBytes {
+    pub(crate) fn new() -> Self {
+        Self {
+            inline: [0; INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end <= INLINE && self.spill.is_empty() {
+            self.inline[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            self.spill_put(bytes);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn put_u8(&mut self, byte: u8) {
+        if self.len < INLINE && self.spill.is_empty() {
+            self.inline[self.len] = byte;
+            self.len += 1;
+        } else {
+            self.spill_put(&[byte]);
+        }
+    }
+
+    #[cold]
+    fn spill_put(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() {
+            self.spill.reserve(2 * INLINE + bytes.len());
+            self.spill.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.spill.extend_from_slice(bytes);
+        self.len = self.spill.len();
+    }
+}
+
+impl std::ops::Deref for ArgBytes {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
+/// Whether two short byte strings are equal, compared in place: the
+/// common key of a few bytes is not worth a call to `memcmp`.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 16 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    a == b
+}
 
 /// A key of the tier, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +136,7 @@ impl<'a> From<&'a HotKey> for HotKeyRef<'a> {
 
 impl Equivalent<HotKey> for HotKeyRef<'_> {
     fn equivalent(&self, key: &HotKey) -> bool {
-        self.cache == key.cache && *self.args == *key.args
+        self.cache == key.cache && same_bytes(self.args, &key.args)
     }
 }
 
@@ -253,6 +329,53 @@ impl<T: Clone> HotTier<T> {
         match &self.store {
             Store::Quick(map) => map.len(),
             Store::Exact(list) => list.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes put one by one and in pieces, across the inline capacity,
+    /// read back as written.
+    #[test]
+    fn argument_bytes_read_back_as_written_inline_and_spilled() {
+        for total in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1_000] {
+            let want: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+            let mut bytes = ArgBytes::new();
+            let mut at = 0;
+            for (n, piece) in want.chunks(7).enumerate() {
+                if n % 2 == 0 {
+                    bytes.put(piece);
+                } else {
+                    piece.iter().for_each(|&b| bytes.put_u8(b));
+                }
+                at += piece.len();
+                assert_eq!(&*bytes, &want[..at], "after {at} of {total}");
+            }
+            assert_eq!(&*bytes, &want[..]);
+        }
+    }
+
+    #[test]
+    fn short_and_long_keys_compare_by_content() {
+        let key = |args: &[u8]| HotKey {
+            cache: 1,
+            args: args.into(),
+        };
+        let long: Vec<u8> = (0..40).collect();
+        for (a, b, same) in [
+            (&b"abc"[..], &b"abc"[..], true),
+            (b"abc", b"abd", false),
+            (b"abc", b"ab", false),
+            (&long[..], &long[..], true),
+            (&long[..], &long[..39], false),
+        ] {
+            let probe = HotKeyRef { cache: 1, args: a };
+            assert_eq!(probe.equivalent(&key(b)), same, "{a:?} {b:?}");
+            let other_cache = HotKeyRef { cache: 2, args: a };
+            assert!(!other_cache.equivalent(&key(b)));
         }
     }
 }

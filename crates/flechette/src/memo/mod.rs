@@ -163,7 +163,12 @@ struct Buf<'a>(&'a mut ArgBytes);
 impl Sink for Buf<'_> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
+        self.0.put(bytes);
+    }
+
+    #[inline]
+    fn put_u8(&mut self, byte: u8) {
+        self.0.put_u8(byte);
     }
 }
 
