@@ -77,7 +77,10 @@ impl Striped {
         let count = &self.0[i].0;
         if i < OWNABLE {
             // Only this thread writes this stripe.
-            count.store(count.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            count.store(
+                count.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
         } else {
             count.fetch_add(n, Ordering::Relaxed);
         }
@@ -271,7 +274,11 @@ mod tests {
             assert!(shared >= THREADS - OWNABLE, "{stripes:?}");
             owned.sort_unstable();
             owned.dedup();
-            assert_eq!(owned.len() + shared, THREADS, "two threads own one stripe: {stripes:?}");
+            assert_eq!(
+                owned.len() + shared,
+                THREADS,
+                "two threads own one stripe: {stripes:?}"
+            );
         }
     }
 }
