@@ -100,8 +100,11 @@ impl Sqlite {
     /// A lookup of a file in WAL mode waits for no writer, so inline it is
     /// one B-tree probe of pages the OS has cached, a microsecond or two,
     /// where a trip to the blocking pool and back costs ten or more. It
-    /// never waits for a lock on the caller's thread: a connection in use
-    /// or a locked file sends it to the blocking pool. Turn it off when
+    /// does not wait for a lock held by another connection: its busy
+    /// timeout is zero, so a connection in use or a locked file sends it to
+    /// the blocking pool. (SQLite still retries by itself, briefly, when a
+    /// read begins just as another connection resets the WAL: rare, and
+    /// usually microseconds.) Turn it off when
     /// the file sits on storage slow enough that a page read would hold
     /// up an async worker. Listing queries and every write always run on
     /// the blocking pool.
@@ -138,15 +141,17 @@ impl Sqlite {
         let patient = move |conn: &mut Connection| {
             conn.busy_timeout(schema::BUSY_TIMEOUT)?;
             let out = f(conn);
-            conn.busy_timeout(std::time::Duration::ZERO)?;
+            if let Err(e) = conn.busy_timeout(std::time::Duration::ZERO) {
+                tracing::warn!(error = %e, "sqlite: could not reset a read connection's busy timeout");
+            }
             out
         };
         Self::on(Arc::clone(&readers[turn % readers.len()]), patient).await
     }
 
-    /// Runs a point lookup `f` (a row by primary key) on the calling
-    /// thread, with the first read connection that is free, and without
-    /// waiting for any lock: when every connection is busy, the file is
+    /// Runs a point lookup `f` (a read-only row by primary key) on the
+    /// calling thread, with the first read connection that is free, and
+    /// without waiting on the busy handler: when every connection is busy, the file is
     /// locked, inline lookups are off (or the database is in memory), it
     /// runs on the blocking pool as [`read`](Self::read) does.
     pub(crate) async fn lookup<T: Send + 'static>(

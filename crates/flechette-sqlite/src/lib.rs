@@ -148,28 +148,32 @@ impl ValueStorage for SqliteValues {
     /// good copy replaced it meanwhile) and reads as a miss, so that the
     /// next save of that value stores it again.
     async fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
-        let (d, hex) = (*digest, digest.to_hex());
+        let hex = digest.to_hex();
+        let query = hex.clone();
         let bytes: Option<Vec<u8>> = self
             .db
             .lookup(move |conn| {
-                let bytes: Option<Vec<u8>> = conn
-                    .prepare_cached("SELECT bytes FROM vals WHERE digest = ?1")?
-                    .query_row([&hex], |r| r.get(0))
-                    .optional()?;
-                match bytes {
-                    Some(b) if Digest::of_encoded(&b) != d => {
+                conn.prepare_cached("SELECT bytes FROM vals WHERE digest = ?1")?
+                    .query_row([&query], |r| r.get(0))
+                    .optional()
+            })
+            .await?;
+        match bytes {
+            Some(b) if Digest::of_encoded(&b) != *digest => {
+                // A write: on the writing connection, on the blocking pool.
+                self.db
+                    .run(move |conn| {
                         conn.execute(
                             "DELETE FROM vals WHERE digest = ?1 AND bytes = ?2",
                             params![hex, b],
-                        )?;
-                        tracing::warn!(digest = %d, "sqlite: a value did not match its digest; removed, read as a miss");
-                        Ok(None)
-                    }
-                    found => Ok(found),
-                }
-            })
-            .await?;
-        Ok(bytes.map(Bytes::from))
+                        )
+                    })
+                    .await?;
+                tracing::warn!(%digest, "sqlite: a value did not match its digest; removed, read as a miss");
+                Ok(None)
+            }
+            found => Ok(found.map(Bytes::from)),
+        }
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {

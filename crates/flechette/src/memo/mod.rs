@@ -85,7 +85,6 @@ impl flechette_core::WriteFailed for Faults {
     }
 }
 
-/// What the synchronous start of a call decided.
 /// What the hot tier holds for a call.
 pub(crate) enum Probe<T> {
     /// A fresh value: the answer.
@@ -98,6 +97,7 @@ pub(crate) enum Probe<T> {
     Rerun,
 }
 
+/// What the synchronous start of a call decided.
 pub(crate) enum Step<A, T, E> {
     /// Answered from the hot tier.
     Done(T),

@@ -222,7 +222,8 @@ mod tests {
     use super::*;
 
     /// Threads counting at once, more than there are stripes to own, then
-    /// a second wave on the stripes the first released: no count is lost.
+    /// a second wave (on the stripes the first released, when their
+    /// thread-local destructors have run by then): no count is lost.
     #[test]
     fn every_count_is_kept_by_owners_sharers_and_successors() {
         let counter = Striped::default();
@@ -247,7 +248,7 @@ mod tests {
 
     /// The invariant that makes a plain load and store exact: no two live
     /// threads own one stripe, and the threads beyond the ownable stripes
-    /// share the last one. Twice, so the second wave runs on stripes the
+    /// share the last one. Twice: the second wave may claim stripes the
     /// first released.
     #[test]
     fn no_two_live_threads_own_one_stripe() {
