@@ -320,3 +320,44 @@ fn argument_names_must_match_the_arity() {
         .args(["a", "b"])
         .build(|(a,): (u8,)| async move { a });
 }
+
+/// A miss stores each argument once, as its own canonical encoding under
+/// its own digest, whatever its type: the bytes come out of the call's key
+/// bytes, not from encoding each argument again.
+#[tokio::test]
+async fn a_miss_stores_each_argument_under_its_own_digest() {
+    type Args3 = (String, Vec<u8>, Option<(i64, f64)>);
+    let c = Cache::memory();
+    let f: CachedFn<Args3, usize> = CachedFn::builder("mixed")
+        .module("tests")
+        .args(["name", "blob", "pair"])
+        .cache(c.clone())
+        .build(|(name, blob, pair): Args3| async move {
+            name.len() + blob.len() + usize::from(pair.is_some())
+        });
+    let name = "n".repeat(40);
+    let blob = vec![9u8; 300];
+    let pair = Some((-3i64, 0.5f64));
+    f.call((name.clone(), blob.clone(), pair)).await.unwrap();
+    c.flush().await;
+    let calls = c.query(&f.query()).await.unwrap();
+    assert_eq!(calls.len(), 1);
+    let record = calls[0].record();
+    let digests: Vec<_> = record
+        .arguments
+        .iter()
+        .map(|(n, d)| (n.as_str(), *d))
+        .collect();
+    assert_eq!(
+        digests,
+        [
+            ("name", digest(&name).unwrap()),
+            ("blob", digest(&blob).unwrap()),
+            ("pair", digest(&pair).unwrap()),
+        ]
+    );
+    let args = calls[0].arguments();
+    assert_eq!(args.get::<String>("name").await.unwrap(), name);
+    assert_eq!(args.get::<Vec<u8>>("blob").await.unwrap(), blob);
+    assert_eq!(args.get::<Option<(i64, f64)>>("pair").await.unwrap(), pair);
+}

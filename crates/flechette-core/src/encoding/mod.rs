@@ -16,6 +16,7 @@
 
 mod ser;
 mod sink;
+mod split;
 pub(crate) mod wire;
 
 use serde::de::DeserializeOwned;
@@ -23,6 +24,7 @@ use serde::{Serialize, Serializer};
 
 pub(crate) use sink::HashSink;
 pub use sink::Sink;
+pub use split::array_elements;
 
 /// The newtype-struct name that marks a sequence as unordered.
 pub(crate) const UNORDERED: &str = "$flechette::unordered";

@@ -20,11 +20,19 @@ where
         job: Option<Job<A, T, E>>,
     ) {
         let flight = &guard.flight;
-        // Each argument is encoded and digested once: the digests make the
-        // call key, the bytes are stored with the result.
-        let encoded = match args.encode() {
-            Ok(encoded) => encoded,
-            Err(e) => return flight.publish(Err(e.into())),
+        // Each argument is encoded once, on the call's way in: its bytes
+        // are an element of the key bytes the call was looked up by, and
+        // its digest the hash of them. The digests make the call key, the
+        // bytes are stored with the result.
+        let encoded = match encoding::array_elements(&guard.key.args) {
+            Some(parts) if parts.len() == A::ARITY => parts
+                .iter()
+                .map(|p| (Digest::of_encoded(p), Bytes::copy_from_slice(p)))
+                .collect(),
+            _ => match args.encode() {
+                Ok(encoded) => encoded,
+                Err(e) => return flight.publish(Err(e.into())),
+            },
         };
         let digests: Vec<Digest> = encoded.iter().map(|(d, _)| *d).collect();
         let call_key = self.key_of(&digests);
