@@ -149,18 +149,18 @@ impl ValueStorage for SqliteValues {
     /// next save of that value stores it again.
     async fn get(&self, digest: &Digest) -> Result<Option<Bytes>, StorageError> {
         let hex = digest.to_hex();
-        let query = hex.clone();
         let bytes: Option<Vec<u8>> = self
             .db
             .lookup(move |conn| {
                 conn.prepare_cached("SELECT bytes FROM vals WHERE digest = ?1")?
-                    .query_row([&query], |r| r.get(0))
+                    .query_row([&hex], |r| r.get(0))
                     .optional()
             })
             .await?;
         match bytes {
             Some(b) if Digest::of_encoded(&b) != *digest => {
                 // A write: on the writing connection, on the blocking pool.
+                let hex = digest.to_hex();
                 self.db
                     .run(move |conn| {
                         conn.execute(
