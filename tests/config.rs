@@ -230,3 +230,31 @@ async fn a_write_queue_is_configured_per_cache_and_only_where_it_applies() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_memory_cache_takes_its_bound_from_the_file() {
+    let config = Config::parse(
+        "[caches.small]\nkind = \"memory\"\nmax_bytes = 65536\n",
+        "/etc/app/flechette.toml",
+    )
+    .unwrap();
+    let small = config.cache("small").unwrap();
+    let f = CachedFn::builder("bounded")
+        .args(["x"])
+        .capacity(1)
+        .cache(small.clone())
+        .build(|(x,): (u64,)| async move { vec![0u8; 1024 + x as usize] });
+    for x in 0..1_000 {
+        f.call((x,)).await.unwrap();
+    }
+    let stored = small.query(&Default::default()).await.unwrap().len();
+    assert!(
+        stored > 10 && stored < 64,
+        "64 KiB hold a few dozen 1 KiB calls: {stored}"
+    );
+    let message = err("[caches.d]\nkind = \"stack\"\nlevels = []\nmax_bytes = 5\n").to_string();
+    assert!(
+        message.contains("`max_bytes` does not apply to stack caches"),
+        "{message}"
+    );
+}

@@ -330,3 +330,141 @@ pub async fn check_cache(cache: Cache) {
     assert!(cache.evict(&key).await.unwrap());
     assert!(!cache.contains(&key).await.unwrap());
 }
+
+/// A record of `name(x = arg)` whose result is `result`, expiring at
+/// `expire_after`.
+fn expiring(name: &str, arg: Digest, result: Digest, expire_after: Timestamp) -> CallRecord {
+    CallRecord {
+        name: name.into(),
+        module: "conformance".into(),
+        version: None,
+        arguments: vec![("x".into(), arg)],
+        result,
+        metadata: Metadata {
+            lifespan: Some(Lifespan {
+                created: Timestamp(expire_after.0 - 1_000_000),
+                update_after: None,
+                expire_after: Some(expire_after),
+            }),
+            ..Metadata::default()
+        },
+    }
+}
+
+/// Expiry honoured by storage: a call past its `expire_after` reads as
+/// absent and is gone after a sweep, while a live call and every value it
+/// refers to stay — also a value it shares with an expired call. Give it a
+/// cache of one level.
+pub async fn check_expiry(cache: Cache) {
+    let now = crate::clock::now();
+    let past = Timestamp(now.0 - 1_000_000);
+    let future = now.plus(std::time::Duration::from_secs(3_600));
+    let shared = cache.save_value(&"shared argument").await.unwrap();
+    let live_result = cache.save_value(&"live result").await.unwrap();
+    let dead_result = cache.save_value(&"dead result").await.unwrap();
+    let live = cache
+        .save_record(&expiring("live", shared, live_result, future))
+        .await
+        .unwrap();
+    let swept = cache
+        .save_record(&expiring("swept", shared, dead_result, past))
+        .await
+        .unwrap();
+    let read = cache
+        .save_record(&expiring("read", shared, dead_result, past))
+        .await
+        .unwrap();
+    assert!(
+        cache.load(&read).await.unwrap().is_none(),
+        "an expired call reads as absent"
+    );
+    let report = cache.sweep(1_000).await.unwrap();
+    assert!(report.examined >= 1, "a sweep examines what is stored");
+    for key in [swept, read] {
+        assert!(
+            cache.load(&key).await.unwrap().is_none(),
+            "an expired call is gone after a sweep"
+        );
+    }
+    let found: Vec<Digest> = cache
+        .query(&CallQuery::new())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|lazy| lazy.record().key())
+        .collect();
+    assert_eq!(found, [live], "only the live call is left");
+    let lazy = cache
+        .load(&live)
+        .await
+        .unwrap()
+        .expect("the live call stays");
+    assert_eq!(lazy.result::<String>().await.unwrap(), "live result");
+    assert_eq!(
+        lazy.arguments().get::<String>("x").await.unwrap(),
+        "shared argument",
+        "a value a live call shares with expired ones stays"
+    );
+    assert!(cache.evict(&live).await.unwrap());
+}
+
+/// A bound honoured by storage: writing calls of about four times
+/// `max_bytes` (each with a 1 KiB result) evicts some, never one of the
+/// calls read after every write, and never a value a remaining call refers
+/// to. Give it a cache of one level bounded by `max_bytes` (at least
+/// 64 KiB).
+pub async fn check_capacity(cache: Cache, max_bytes: usize) {
+    let kept: Vec<Digest> = (0..4u64).map(kilobyte_key).collect();
+    let mut keys = Vec::new();
+    for i in 0..4u64 {
+        keys.push(save_kilobyte_call(&cache, i).await);
+    }
+    assert_eq!(keys, kept);
+    let calls = 4 * max_bytes / 1024;
+    for i in 4..calls as u64 {
+        keys.push(save_kilobyte_call(&cache, i).await);
+        for key in &kept {
+            assert!(
+                cache.load(key).await.unwrap().is_some(),
+                "a call read after every write is not evicted"
+            );
+        }
+    }
+    cache.flush().await;
+    let mut left = 0;
+    for key in &keys {
+        let Some(lazy) = cache.load(key).await.unwrap() else {
+            continue;
+        };
+        left += 1;
+        let result: Vec<u8> = lazy.result().await.unwrap();
+        assert_eq!(result.len(), 1024, "a remaining call keeps its result");
+        lazy.arguments().get::<u64>("x").await.unwrap();
+    }
+    assert!(left < keys.len(), "over its bound, storage evicts calls");
+    assert!(left >= kept.len());
+}
+
+fn kilobyte_record(i: u64) -> (CallRecord, Vec<u8>) {
+    let result = vec![u8::try_from(i % 251).unwrap_or(0); 1024];
+    let record = CallRecord {
+        name: "kilobyte".into(),
+        module: "conformance".into(),
+        version: None,
+        arguments: vec![("x".into(), digest(&i).expect("encodes"))],
+        result: digest(&result).expect("encodes"),
+        metadata: Metadata::default(),
+    };
+    (record, result)
+}
+
+fn kilobyte_key(i: u64) -> Digest {
+    kilobyte_record(i).0.key()
+}
+
+async fn save_kilobyte_call(cache: &Cache, i: u64) -> Digest {
+    let (record, result) = kilobyte_record(i);
+    cache.save_value(&i).await.unwrap();
+    cache.save_value(&result).await.unwrap();
+    cache.save_record(&record).await.unwrap()
+}

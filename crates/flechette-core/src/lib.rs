@@ -13,6 +13,7 @@
 //! and adds cached functions and scopes.
 
 mod cache;
+pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod digest;

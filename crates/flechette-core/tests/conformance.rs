@@ -2,12 +2,18 @@
 
 use std::sync::Arc;
 
-use flechette_core::conformance::check_all;
-use flechette_core::storage::{FileCalls, FileValues, MemoryCalls, MemoryValues};
+use flechette_core::Cache;
+use flechette_core::conformance::{check_all, check_capacity, check_expiry};
+use flechette_core::storage::{FileCalls, FileValues, MemoryCalls, MemoryStore, MemoryValues};
 
 #[tokio::test]
 async fn memory_storage_conforms() {
     check_all(Arc::new(MemoryValues::new()), Arc::new(MemoryCalls::new())).await;
+    check_expiry(Cache::memory()).await;
+    let max_bytes = 256 << 10;
+    let store = MemoryStore::builder().max_bytes(max_bytes).build();
+    check_capacity(Cache::in_memory(&store), max_bytes).await;
+    assert!(store.used_bytes() <= max_bytes);
 }
 
 #[tokio::test]

@@ -123,6 +123,8 @@ struct Entry {
     /// The bounds of the write-behind queue, in calls and bytes.
     write_queue: Option<usize>,
     write_queue_bytes: Option<usize>,
+    /// The bound of a memory cache, in bytes of stored calls and values.
+    max_bytes: Option<usize>,
 }
 
 /// What a cache is, once its table is checked.
@@ -138,7 +140,7 @@ impl Entry {
     /// The kind and its settings, or what is missing or misplaced.
     fn kind(&self) -> Result<Kind<'_>, String> {
         let allowed: &[&str] = match self.kind.get_ref().as_str() {
-            "memory" => &[],
+            "memory" => &["max_bytes"],
             "file" => &["dir", "write_queue", "write_queue_bytes"],
             "sqlite" => &["path", "write_queue", "write_queue_bytes"],
             "redis" => &["url", "prefix", "write_queue", "write_queue_bytes"],
@@ -157,6 +159,7 @@ impl Entry {
             ("levels", self.levels.is_some()),
             ("write_queue", self.write_queue.is_some()),
             ("write_queue_bytes", self.write_queue_bytes.is_some()),
+            ("max_bytes", self.max_bytes.is_some()),
         ];
         if let Some((field, _)) = present.iter().find(|(f, set)| *set && !allowed.contains(f)) {
             return Err(format!(
@@ -380,7 +383,14 @@ impl Config {
             source,
         };
         let cache = match entry.get_ref().kind().map_err(&invalid)? {
-            Kind::Memory => Ok(Cache::memory()),
+            Kind::Memory => Ok(match entry.get_ref().max_bytes {
+                Some(bytes) => Cache::in_memory(
+                    &flechette_core::storage::MemoryStore::builder()
+                        .max_bytes(bytes)
+                        .build(),
+                ),
+                None => Cache::memory(),
+            }),
             Kind::File(dir) => Cache::open(self.resolve(dir)).map_err(open),
             #[cfg(feature = "sqlite")]
             Kind::Sqlite(path) => flechette_sqlite::open(self.resolve(path)).map_err(open),

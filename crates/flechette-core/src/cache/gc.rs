@@ -1,6 +1,8 @@
-//! Garbage collection: values no record refers to.
+//! Garbage collection: values no record refers to, and sweeps of expired
+//! calls.
 
 use super::Cache;
+use crate::storage::SweepReport;
 use crate::{CacheError, CallQuery};
 
 /// How far a [`Cache::gc_with`] has come.
@@ -22,6 +24,26 @@ pub struct GcReport {
 }
 
 impl Cache {
+    /// Sweeps every level once: each examines up to `budget` calls and
+    /// removes those past their `expire_after` (with the values only they
+    /// referred to, where the backend knows them). Backends sweep by
+    /// themselves too, periodically; this is for a sweep now.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a storage operation fails.
+    pub async fn sweep(&self, budget: usize) -> Result<SweepReport, CacheError> {
+        self.flush().await;
+        let mut all = SweepReport::default();
+        for level in &self.inner.levels {
+            let report = level.calls.sweep(budget).await?;
+            all.examined += report.examined;
+            all.expired += report.expired;
+            all.values += report.values;
+        }
+        Ok(all)
+    }
+
     /// Removes, in every level, the values that no record of that level
     /// refers to.
     ///

@@ -18,8 +18,8 @@ use tokio::sync::OnceCell;
 
 use crate::prefix::{common_hex_len, shortest_unique};
 use crate::storage::{
-    Broadcast, CallStorage, Coordinator, FileCalls, FileValues, MemoryCalls, MemoryValues,
-    StorageError, ValueStorage,
+    Broadcast, CallStorage, Coordinator, FileCalls, FileValues, MemoryStore, StorageError,
+    ValueStorage,
 };
 use crate::{CacheError, Call, CallQuery, CallRecord, Digest, DigestPrefix, LazyCall, encoding};
 
@@ -127,9 +127,27 @@ impl Cache {
         self.inner.broadcast.as_ref()
     }
 
-    /// A fresh in-memory cache.
+    /// A fresh in-memory cache, bounded by
+    /// [`DEFAULT_MAX_BYTES`](crate::storage::DEFAULT_MAX_BYTES) (128 MiB) of
+    /// stored calls and values, forgetting expired calls by itself; see
+    /// [`MemoryStore`] for the policy and [`Cache::in_memory`] to set the
+    /// bounds.
     pub fn memory() -> Self {
-        Self::new(MemoryValues::new(), MemoryCalls::new())
+        Self::in_memory(&MemoryStore::new())
+    }
+
+    /// An in-memory cache on `store` (its bounds set by
+    /// [`MemoryStore::builder`]).
+    ///
+    /// ```
+    /// use flechette_core::Cache;
+    /// use flechette_core::storage::MemoryStore;
+    ///
+    /// let cache = Cache::in_memory(&MemoryStore::builder().max_bytes(8 << 20).build());
+    /// # let _ = cache;
+    /// ```
+    pub fn in_memory(store: &MemoryStore) -> Self {
+        Self::new(store.values(), store.calls())
     }
 
     /// A file cache in `dir` (created if needed): values under `dir/values`,
@@ -409,7 +427,8 @@ impl Cache {
     }
 
     /// Removes the record under `key` from every level; `true` when one was
-    /// removed. Values stay until [`gc`](Self::gc). A queued write of `key`
+    /// removed. Its values stay until [`gc`](Self::gc), except in memory,
+    /// where the values only it referred to go with it. A queued write of `key`
     /// is dropped (and one being written is waited for), so the call is not
     /// written back afterwards.
     ///

@@ -14,7 +14,10 @@ use crate::{CallQuery, CallRecord, Digest, DigestPrefix};
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use file::{FileCalls, FileValues};
-pub use memory::{MemoryCalls, MemoryValues};
+pub use memory::{
+    DEFAULT_MAX_BYTES, DEFAULT_SWEEP_BUDGET, DEFAULT_SWEEP_INTERVAL, MemoryBuilder, MemoryCalls,
+    MemoryStore, MemoryValues,
+};
 
 /// A storage operation that failed.
 ///
@@ -149,6 +152,27 @@ pub trait CallStorage: Send + Sync + 'static {
     /// Backends that can should push the filters down (an index, a `WHERE`);
     /// the built-in ones scan and call [`CallQuery::matches`].
     async fn query(&self, query: &CallQuery) -> Result<Vec<(Digest, CallRecord)>, StorageError>;
+
+    /// Examines up to `budget` stored calls and removes those past their
+    /// `expire_after`, with the values only they referred to, where the
+    /// backend knows them. The default does nothing: a backend that
+    /// removes expired calls by other means (a time to live) or not at all.
+    async fn sweep(&self, budget: usize) -> Result<SweepReport, StorageError> {
+        let _ = budget;
+        Ok(SweepReport::default())
+    }
+}
+
+/// What a [`CallStorage::sweep`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepReport {
+    /// Calls examined.
+    pub examined: usize,
+    /// Expired calls removed.
+    pub expired: usize,
+    /// Values removed with them.
+    pub values: usize,
 }
 
 /// Proof that this process holds the computation of one call key across

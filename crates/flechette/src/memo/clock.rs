@@ -1,54 +1,17 @@
-//! The clock lifespans are judged by.
-//!
-//! Lifespans are stored as absolute wall-clock times, so that a persistent
-//! cache honours them after a restart and across processes. They are judged
-//! against the clock of the runtime the call runs on: an instant of that
-//! runtime's clock is turned into wall-clock time by the offset between the
-//! real wall clock and the real monotonic clock. That offset is a property
-//! of the machine, not of any runtime: it is read once, from the real
-//! clocks only (never from a runtime's clock, which may be paused or moved),
-//! so it is the same for every runtime of the process, and converting twice
-//! gives the same time to the microsecond (reading two clocks on every call
-//! would not: a zero lifespan could then read as a microsecond fresh). On a
-//! normal runtime this is the wall clock; on a paused one (tokio's test
-//! clock), time moves exactly as far as that runtime's clock does, and
-//! runtimes never see each other's time.
+//! The clock lifespans are judged by, as instants of the current runtime
+//! (see [`flechette_core::clock`], which storage judges expiry by too).
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use flechette_core::clock::wall_at;
 use flechette_core::{Lifespan, Timestamp};
 use tokio::time::Instant;
 
 use super::policy::Deadlines;
 
-/// The real wall clock and the real monotonic clock, read together once.
-fn real_clocks() -> (Timestamp, std::time::Instant) {
-    static REAL: OnceLock<(Timestamp, std::time::Instant)> = OnceLock::new();
-    *REAL.get_or_init(|| (Timestamp::now(), std::time::Instant::now()))
-}
-
-/// The wall-clock time at `now`, an instant of the current runtime's clock,
-/// in whole microseconds rounded down, so that instants a whole number of
-/// microseconds apart are exactly that far apart.
-fn wall_at(now: Instant) -> Timestamp {
-    let (wall, real) = real_clocks();
-    let now = now.into_std();
-    let nanos = match now.checked_duration_since(real) {
-        Some(after) => signed_nanos(after),
-        None => -signed_nanos(real.saturating_duration_since(now)),
-    };
-    let micros = i64::try_from(nanos.div_euclid(1_000)).unwrap_or(i64::MAX);
-    Timestamp(wall.0.saturating_add(micros))
-}
-
-fn signed_nanos(d: Duration) -> i128 {
-    i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)
-}
-
 /// The wall-clock time of lifespans, now, on the current runtime's clock.
 pub(crate) fn lifespan_now() -> Timestamp {
-    wall_at(Instant::now())
+    flechette_core::clock::now()
 }
 
 /// Converts absolute lifespan deadlines into instants of the current
