@@ -237,12 +237,12 @@ fn main() {
     );
     let bounded = child("bounded", bench);
     println!(
-        "bounded memory: rss_growth_mib after {} misses = {:.1} ({} calls stored), after {} = {:.1} ({} calls stored)",
-        sizes.first_misses,
+        "bounded memory in detail: {:.1} MiB grown after {} misses ({} calls stored), {:.1} MiB after {} ({} calls stored)",
         get(&bounded, "bounded_first") as f64 / MIB,
+        sizes.first_misses,
         get(&bounded, "bounded_first_calls"),
-        sizes.misses,
         get(&bounded, "bounded") as f64 / MIB,
+        sizes.misses,
         get(&bounded, "bounded_calls"),
     );
     println!(
