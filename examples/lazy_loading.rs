@@ -89,6 +89,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
     })
     .await?;
+    // Results are written behind the calls; until the writer has stored them
+    // a read is answered from its queue, which the counter does not see.
+    // Flushing makes every read below a read of the storage.
+    cache.flush().await;
     values.report();
 
     println!("\n== Loading one call: its record, no values");
