@@ -16,7 +16,7 @@
 //!   first 1,000,000.
 //! * `bounded disk: sqlite_mib = N, file_mib = N`: the size on disk after
 //!   200,000 distinct-key misses of 1 KiB values into a SQLite and a file
-//!   cache, after `flush` and a sweep.
+//!   cache bounded by `max_bytes` 64 MiB, after `flush` and a sweep.
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) every size is cut
 //! down to a smoke run.
@@ -142,7 +142,11 @@ fn side(name: &str, sizes: Sizes) {
             "sqlite" | "file" => {
                 let dir = tempfile::tempdir().expect("a temp dir");
                 let cache: Cache = if name == "sqlite" {
-                    flechette::sqlite::open(dir.path().join("cache.sqlite")).expect("opens")
+                    let db = flechette::sqlite::Sqlite::builder(dir.path().join("cache.sqlite"))
+                        .max_bytes(DISK_MAX_BYTES)
+                        .open()
+                        .expect("opens");
+                    Cache::new(db.values(), db.calls())
                 } else {
                     Cache::open(dir.path()).expect("opens")
                 };
@@ -162,6 +166,9 @@ fn side(name: &str, sizes: Sizes) {
         }
     });
 }
+
+/// The bound of the disk caches: 64 MiB.
+const DISK_MAX_BYTES: u64 = 64 << 20;
 
 /// 1 KiB, distinct for every key.
 fn kilobyte(k: u64) -> Vec<u8> {

@@ -258,3 +258,28 @@ async fn a_memory_cache_takes_its_bound_from_the_file() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_sqlite_cache_takes_its_bound_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[caches.db]\nkind = \"sqlite\"\npath = \"c.sqlite\"\nmax_bytes = 262144\n",
+    );
+    let config = Config::load(&path).unwrap();
+    let db = config.cache("db").unwrap();
+    let f = CachedFn::builder("bounded")
+        .args(["x"])
+        .capacity(1)
+        .cache(db.clone())
+        .build(|(x,): (u64,)| async move { vec![1u8; 1024 + x as usize] });
+    for x in 0..1_000 {
+        f.call((x,)).await.unwrap();
+    }
+    db.flush().await;
+    let stored = db.query(&Default::default()).await.unwrap().len();
+    assert!(
+        stored > 10 && stored < 256,
+        "256 KiB of pages hold a few dozen 1 KiB calls: {stored}"
+    );
+}

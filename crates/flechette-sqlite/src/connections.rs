@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use flechette_core::storage::StorageError;
 use rusqlite::Connection;
 
+use crate::bounds::State;
 use crate::schema;
 
 /// Connections to a SQLite cache file, shared by its value and call
@@ -22,6 +23,8 @@ pub struct Sqlite {
     readers: Arc<Readers>,
     /// Whether point lookups run on the calling thread.
     inline: bool,
+    /// The file's bounds, the reads recorded for them and the sweeper.
+    pub(crate) state: Arc<State>,
 }
 
 /// How many read connections a file gets.
@@ -53,17 +56,23 @@ pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Stor
 }
 
 impl Sqlite {
-    /// Opens (creating if needed) the SQLite file at `path`.
+    /// Opens (creating if needed) the SQLite file at `path`, unbounded,
+    /// sweeping expired calls every 30 s ([`builder`](Self::builder) sets
+    /// a bound and the sweep).
     ///
     /// # Errors
     ///
     /// Fails when the file cannot be opened or its schema created.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
-        let conn = Connection::open(path.as_ref()).map_err(backend)?;
+        Self::builder(path.as_ref()).open()
+    }
+
+    pub(crate) fn open_file(path: &Path, state: State) -> Result<Self, StorageError> {
+        let conn = Connection::open(path).map_err(backend)?;
         schema::prepare(&conn).map_err(backend)?;
         let conns = (0..READERS)
             .map(|_| {
-                let reader = Connection::open(path.as_ref())?;
+                let reader = Connection::open(path)?;
                 schema::prepare_reader(&reader)?;
                 Ok(Arc::new(Mutex::new(reader)))
             })
@@ -76,21 +85,27 @@ impl Sqlite {
                 next: Default::default(),
             }),
             inline: true,
+            state: Arc::new(state),
         })
     }
 
-    /// An in-memory database (for tests).
+    /// An in-memory database (for tests), unbounded.
     ///
     /// # Errors
     ///
     /// Fails when SQLite cannot create it.
     pub fn memory() -> Result<Self, StorageError> {
+        Self::memory_builder().open()
+    }
+
+    pub(crate) fn open_memory(state: State) -> Result<Self, StorageError> {
         let conn = Connection::open_in_memory().map_err(backend)?;
         schema::prepare(&conn).map_err(backend)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             readers: Arc::default(),
             inline: false,
+            state: Arc::new(state),
         })
     }
 
@@ -120,6 +135,55 @@ impl Sqlite {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StorageError> {
         Self::on(Arc::clone(&self.conn), f).await
+    }
+
+    /// Runs the write `f` with the writing connection on the blocking pool
+    /// (with the stamp of the write: see `State::stamp`), then keeps the file within its bound (see `bounds::after_write`);
+    /// starts the periodic sweep on the current runtime if it is not
+    /// running.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, i64) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        self.ensure_sweeper();
+        let state = Arc::clone(&self.state);
+        let now = state.stamp();
+        self.run(move |conn| {
+            let out = f(conn, now)?;
+            crate::bounds::after_write(conn, &state, now)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Starts the periodic sweep of expired calls unless it runs.
+    fn ensure_sweeper(&self) {
+        if !self.state.sweeper.idle() {
+            return;
+        }
+        let conn = Arc::downgrade(&self.conn);
+        let state = Arc::downgrade(&self.state);
+        self.state.sweeper.ensure(move || {
+            let (conn, state) = (conn.upgrade()?, state.upgrade()?);
+            Some(async move {
+                let now = flechette_core::clock::now().0;
+                let budget = state.sweep_budget;
+                let swept = Self::on(conn, move |c| crate::bounds::sweep(c, now, budget)).await;
+                match swept {
+                    Ok(report) if report.expired > 0 => {
+                        tracing::debug!(
+                            expired = report.expired,
+                            values = report.values,
+                            "sqlite: swept expired calls"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sqlite: the sweep of expired calls failed")
+                    }
+                }
+            })
+        });
     }
 
     /// Runs a read `f` on the blocking pool, with one of the read

@@ -24,10 +24,14 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // 64 MiB of page cache: large batches stay in memory until commit.
     conn.pragma_update(None, "cache_size", -65_536)?;
+    // After a checkpoint the WAL is cut back to 4 MiB: it does not keep the
+    // size of the largest batch ever written.
+    conn.pragma_update(None, "journal_size_limit", 4 << 20)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS vals (
             digest TEXT PRIMARY KEY,
-            bytes BLOB NOT NULL
+            bytes BLOB NOT NULL,
+            written INTEGER NOT NULL DEFAULT 0
          ) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS calls (
             key TEXT PRIMARY KEY,
@@ -37,7 +41,10 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             result TEXT NOT NULL,
             has_runtime INTEGER NOT NULL,
             has_lifespan INTEGER NOT NULL,
-            record BLOB NOT NULL
+            record BLOB NOT NULL,
+            stored_at INTEGER NOT NULL DEFAULT 0,
+            read_at INTEGER NOT NULL DEFAULT 0,
+            expire_after INTEGER
          ) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS calls_by_name ON calls (name, module);
          CREATE INDEX IF NOT EXISTS calls_by_module ON calls (module);
@@ -48,7 +55,8 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             digest TEXT NOT NULL,
             PRIMARY KEY (key, name)
          ) WITHOUT ROWID;
-         CREATE INDEX IF NOT EXISTS arguments_by_digest ON arguments (name, digest);
+         DROP INDEX IF EXISTS arguments_by_digest;
+         CREATE INDEX IF NOT EXISTS arguments_by_value ON arguments (digest, name);
          CREATE TABLE IF NOT EXISTS tags (
             key TEXT NOT NULL,
             tag TEXT NOT NULL,
@@ -63,7 +71,65 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (key, entry)
          ) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS metadata_by_value ON metadata (entry, value);",
+    )?;
+    migrate(conn)?;
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS calls_by_expiry ON calls (expire_after)
+            WHERE expire_after IS NOT NULL;",
     )
+}
+
+/// Brings a file written before the bounds up to date: the columns they
+/// need, and the `expire_after` of every record with a lifespan (from the
+/// record itself). Values and calls of such a file count as written and
+/// read long ago.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+        for name in names {
+            if name? == column {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    if !has("vals", "written")? {
+        conn.execute_batch("ALTER TABLE vals ADD COLUMN written INTEGER NOT NULL DEFAULT 0")?;
+    }
+    if has("calls", "expire_after")? {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE calls ADD COLUMN stored_at INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE calls ADD COLUMN read_at INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE calls ADD COLUMN expire_after INTEGER;",
+    )?;
+    let lifespans: Vec<(String, i64)> = {
+        let mut stmt = tx.prepare("SELECT key, record FROM calls WHERE has_lifespan = 1")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut found = Vec::new();
+        for row in rows {
+            let (key, bytes) = row?;
+            let expiry = flechette_core::storage::decode_record(&bytes)
+                .ok()
+                .and_then(|r| r.metadata.lifespan?.expire_after);
+            if let Some(at) = expiry {
+                found.push((key, at.0));
+            }
+        }
+        found
+    };
+    {
+        let mut set = tx.prepare("UPDATE calls SET expire_after = ?2 WHERE key = ?1")?;
+        for (key, at) in &lifespans {
+            set.execute(params![key, at])?;
+        }
+    }
+    tx.commit()
 }
 
 /// Stores the call under `key` with its index rows, replacing an older one.
@@ -72,11 +138,19 @@ pub(crate) fn put_call(
     key: &Digest,
     record: &CallRecord,
     bytes: &[u8],
+    stamp: i64,
 ) -> rusqlite::Result<()> {
     let key = key.to_hex();
-    let insert =
-        "INSERT INTO calls (key, name, module, version, result, has_runtime, has_lifespan, record)
-                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key) DO NOTHING";
+    let insert = "INSERT INTO calls (key, name, module, version, result, has_runtime,
+                                     has_lifespan, record, stored_at, read_at, expire_after)
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
+                  ON CONFLICT (key) DO NOTHING";
+    let expire_after = record
+        .metadata
+        .lifespan
+        .as_ref()
+        .and_then(|l| l.expire_after)
+        .map(|at| at.0);
     let result = record.result.to_hex();
     let meta = &record.metadata;
     let row = params![
@@ -87,7 +161,9 @@ pub(crate) fn put_call(
         result,
         meta.runtime.is_some(),
         meta.lifespan.is_some(),
-        bytes
+        bytes,
+        stamp,
+        expire_after
     ];
     if tx.prepare_cached(insert)?.execute(row)? == 0 {
         // A record was there: replace it and its index rows.

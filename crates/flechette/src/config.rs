@@ -13,6 +13,7 @@
 //! [caches.db]
 //! kind = "sqlite"          # needs the `sqlite` feature
 //! path = "cache.sqlite"
+//! max_bytes = 1073741824   # evicts least recently read calls beyond 1 GiB
 //! write_queue = 10000      # calls queued behind callers (file, sqlite, redis)
 //! write_queue_bytes = 67108864
 //!
@@ -123,7 +124,8 @@ struct Entry {
     /// The bounds of the write-behind queue, in calls and bytes.
     write_queue: Option<usize>,
     write_queue_bytes: Option<usize>,
-    /// The bound of a memory cache, in bytes of stored calls and values.
+    /// The bound of a memory cache (bytes of stored calls and values) or
+    /// of a SQLite file (bytes of its pages in use).
     max_bytes: Option<usize>,
 }
 
@@ -142,7 +144,7 @@ impl Entry {
         let allowed: &[&str] = match self.kind.get_ref().as_str() {
             "memory" => &["max_bytes"],
             "file" => &["dir", "write_queue", "write_queue_bytes"],
-            "sqlite" => &["path", "write_queue", "write_queue_bytes"],
+            "sqlite" => &["path", "write_queue", "write_queue_bytes", "max_bytes"],
             "redis" => &["url", "prefix", "write_queue", "write_queue_bytes"],
             "stack" => &["levels"],
             other => {
@@ -393,7 +395,15 @@ impl Config {
             }),
             Kind::File(dir) => Cache::open(self.resolve(dir)).map_err(open),
             #[cfg(feature = "sqlite")]
-            Kind::Sqlite(path) => flechette_sqlite::open(self.resolve(path)).map_err(open),
+            Kind::Sqlite(path) => {
+                let mut db = flechette_sqlite::Sqlite::builder(self.resolve(path));
+                if let Some(bytes) = entry.get_ref().max_bytes {
+                    db = db.max_bytes(u64::try_from(bytes).unwrap_or(u64::MAX));
+                }
+                db.open()
+                    .map(|db| Cache::new(db.values(), db.calls()))
+                    .map_err(open)
+            }
             #[cfg(not(feature = "sqlite"))]
             Kind::Sqlite(path) => Err(invalid(format!(
                 "sqlite cache at {path:?} needs flechette's `sqlite` feature, which this build does not have"

@@ -209,10 +209,11 @@ impl Cache {
     ///
     /// Fails when level 0 cannot store them.
     pub async fn save_encoded(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
-        let values = &self.top().values;
-        if !values.contains(digest).await? {
-            values.put(digest, bytes).await?;
-        }
+        // One operation that stores the value unless present, and that
+        // backends with bounds count as a new claim on a present one (so
+        // that the removal of an older call does not take it from a record
+        // about to be saved).
+        self.top().values.put_many(&[(*digest, bytes)]).await?;
         Ok(())
     }
 

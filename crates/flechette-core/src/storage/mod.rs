@@ -6,6 +6,7 @@
 
 mod file;
 mod memory;
+mod sweeper;
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ pub use memory::{
     DEFAULT_MAX_BYTES, DEFAULT_SWEEP_BUDGET, DEFAULT_SWEEP_INTERVAL, MemoryBuilder, MemoryCalls,
     MemoryStore, MemoryValues,
 };
+pub use sweeper::Sweeper;
 
 /// A storage operation that failed.
 ///

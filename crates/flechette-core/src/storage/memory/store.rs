@@ -7,15 +7,15 @@
 //! between saving it and saving its record): such a value stays for gc.
 
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use indexmap::IndexMap;
 
 use super::compact::{Identities, StoredCall, ValueBytes};
-use crate::storage::SweepReport;
+use crate::storage::{SweepReport, Sweeper};
 use crate::{CallRecord, Digest, Timestamp};
 
 /// Digests are uniform already: their first eight bytes are the hash.
@@ -128,8 +128,7 @@ pub(super) struct Store {
     bounds: Bounds,
     /// The shard the next sweep starts with.
     next_sweep: AtomicUsize,
-    sweeping: AtomicBool,
-    sweeper: Mutex<Option<tokio::task::AbortHandle>>,
+    sweeper: Sweeper,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -156,10 +155,9 @@ impl Store {
             identities: Identities::default(),
             used: AtomicUsize::new(0),
             tick: AtomicU64::new(0),
+            sweeper: Sweeper::new(bounds.sweep_interval),
             bounds,
             next_sweep: AtomicUsize::new(0),
-            sweeping: AtomicBool::new(false),
-            sweeper: Mutex::new(None),
         }
     }
 
@@ -416,50 +414,16 @@ impl Store {
     /// and none runs. It holds the store weakly and is aborted when the
     /// store goes.
     pub(super) fn ensure_sweeper(self: &Arc<Self>) {
-        let Some(interval) = self.bounds.sweep_interval else {
-            return;
-        };
-        if self.sweeping.load(Ordering::Relaxed) || self.sweeping.swap(true, Ordering::AcqRel) {
+        if !self.sweeper.idle() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.sweeping.store(false, Ordering::Release);
-            return;
-        };
         let weak = Arc::downgrade(self);
         let budget = self.bounds.sweep_budget;
-        let task = runtime.spawn(async move {
-            let _stopped = Stopped(weak.clone());
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                let Some(store) = weak.upgrade() else { return };
-                store.sweep(budget, crate::clock::now());
-            }
+        self.sweeper.ensure(move || {
+            let store = weak.upgrade()?;
+            store.sweep(budget, crate::clock::now());
+            Some(std::future::ready(()))
         });
-        *lock(&self.sweeper) = Some(task.abort_handle());
-    }
-}
-
-/// Lets a store start a sweeper again once its task is gone (its runtime
-/// shut down).
-struct Stopped(Weak<Store>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        if let Some(store) = self.0.upgrade() {
-            store.sweeping.store(false, Ordering::Release);
-        }
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        if let Some(task) = lock(&self.sweeper).take() {
-            task.abort();
-        }
     }
 }
 
