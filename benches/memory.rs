@@ -148,7 +148,11 @@ fn side(name: &str, sizes: Sizes) {
                         .expect("opens");
                     Cache::new(db.values(), db.calls())
                 } else {
-                    Cache::open(dir.path()).expect("opens")
+                    let store = flechette::storage::FileStore::builder(dir.path())
+                        .max_bytes(DISK_MAX_BYTES)
+                        .open()
+                        .expect("opens");
+                    Cache::new(store.values(), store.calls())
                 };
                 let f = CachedFn::builder("disk")
                     .args(["k"])

@@ -260,14 +260,21 @@ async fn a_memory_cache_takes_its_bound_from_the_file() {
 }
 
 #[tokio::test]
-async fn a_sqlite_cache_takes_its_bound_from_the_file() {
+async fn sqlite_and_file_caches_take_their_bound_from_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
-        "[caches.db]\nkind = \"sqlite\"\npath = \"c.sqlite\"\nmax_bytes = 262144\n",
+        "[caches.db]\nkind = \"sqlite\"\npath = \"c.sqlite\"\nmax_bytes = 262144\n\
+         [caches.disk]\nkind = \"file\"\ndir = \"files\"\nmax_bytes = 262144\n",
     );
     let config = Config::load(&path).unwrap();
-    let db = config.cache("db").unwrap();
+    for name in ["db", "disk"] {
+        holds_a_few_dozen(config.cache(name).unwrap()).await;
+    }
+}
+
+/// 256 KiB hold a few dozen calls of 1 KiB.
+async fn holds_a_few_dozen(db: flechette::Cache) {
     let f = CachedFn::builder("bounded")
         .args(["x"])
         .capacity(1)
@@ -280,6 +287,6 @@ async fn a_sqlite_cache_takes_its_bound_from_the_file() {
     let stored = db.query(&Default::default()).await.unwrap().len();
     assert!(
         stored > 10 && stored < 256,
-        "256 KiB of pages hold a few dozen 1 KiB calls: {stored}"
+        "256 KiB hold a few dozen 1 KiB calls: {stored}"
     );
 }

@@ -468,3 +468,66 @@ async fn save_kilobyte_call(cache: &Cache, i: u64) -> Digest {
     cache.save_value(&result).await.unwrap();
     cache.save_record(&record).await.unwrap()
 }
+
+/// A record of `name(x = arg)` in module `bounds` whose result is
+/// `result`, created now and expiring `expire_in` from now (never for
+/// `None`): for tests of expiry.
+pub fn lifespan_record(
+    name: &str,
+    arg: &Digest,
+    result: &Digest,
+    expire_in: Option<std::time::Duration>,
+) -> CallRecord {
+    let now = crate::clock::now();
+    CallRecord {
+        name: name.into(),
+        module: "bounds".into(),
+        version: None,
+        arguments: vec![("x".into(), *arg)],
+        result: *result,
+        metadata: Metadata {
+            lifespan: expire_in.map(|d| Lifespan {
+                created: now,
+                update_after: None,
+                expire_after: Some(now.plus(d)),
+            }),
+            ..Metadata::default()
+        },
+    }
+}
+
+/// Saves `arg` and `result` and a [`lifespan_record`] of them; its key.
+pub async fn save_lifespan_call(
+    cache: &Cache,
+    name: &str,
+    arg: u64,
+    result: &str,
+    expire_in: Option<std::time::Duration>,
+) -> Digest {
+    let a = cache.save_value(&arg).await.unwrap();
+    let r = cache.save_value(result).await.unwrap();
+    cache
+        .save_record(&lifespan_record(name, &a, &r, expire_in))
+        .await
+        .unwrap()
+}
+
+/// Waits until `done` says so: for work a storage does on the blocking
+/// pool by itself (a periodic sweep), which a paused test clock does not
+/// wait for. Between looks the runtime runs its other tasks and this thread
+/// sleeps a millisecond of real time (the paused clock stands still); after
+/// 30 s of real time it panics with `what`.
+pub async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..30_000 {
+        if done().await {
+            return;
+        }
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("gave up waiting for {what}");
+}

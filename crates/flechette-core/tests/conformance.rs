@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use flechette_core::Cache;
 use flechette_core::conformance::{check_all, check_capacity, check_expiry};
-use flechette_core::storage::{FileCalls, FileValues, MemoryCalls, MemoryStore, MemoryValues};
+use flechette_core::storage::{
+    FileCalls, FileStore, FileValues, MemoryCalls, MemoryStore, MemoryValues,
+};
 
 #[tokio::test]
 async fn memory_storage_conforms() {
@@ -24,4 +26,17 @@ async fn file_storage_conforms() {
         Arc::new(FileCalls::open(dir.path().join("calls")).unwrap()),
     )
     .await;
+    let store = FileStore::open(dir.path().join("expiry")).unwrap();
+    check_expiry(Cache::new(store.values(), store.calls())).await;
+    let max_bytes = 256 << 10;
+    let store = FileStore::builder(dir.path().join("bounded"))
+        .max_bytes(max_bytes)
+        .open()
+        .unwrap();
+    check_capacity(
+        Cache::new(store.values(), store.calls()),
+        max_bytes as usize,
+    )
+    .await;
+    assert!(store.used_bytes() <= max_bytes);
 }

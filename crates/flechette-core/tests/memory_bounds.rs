@@ -4,50 +4,17 @@
 
 use std::time::Duration;
 
+use flechette_core::conformance::{lifespan_record, save_lifespan_call};
 use flechette_core::encoding::to_vec;
 use flechette_core::storage::{Bytes, CallStorage, MemoryStore, ValueStorage};
-use flechette_core::{Cache, CallRecord, Digest, Lifespan, Metadata, clock, digest};
-
-fn record(name: &str, arg: &Digest, result: &Digest, expire_in: Option<Duration>) -> CallRecord {
-    let now = clock::now();
-    CallRecord {
-        name: name.into(),
-        module: "bounds".into(),
-        version: None,
-        arguments: vec![("x".into(), *arg)],
-        result: *result,
-        metadata: Metadata {
-            lifespan: expire_in.map(|d| Lifespan {
-                created: now,
-                update_after: None,
-                expire_after: Some(now.plus(d)),
-            }),
-            ..Metadata::default()
-        },
-    }
-}
-
-async fn save(
-    cache: &Cache,
-    name: &str,
-    arg: u64,
-    result: &str,
-    expire_in: Option<Duration>,
-) -> Digest {
-    let a = cache.save_value(&arg).await.unwrap();
-    let r = cache.save_value(result).await.unwrap();
-    cache
-        .save_record(&record(name, &a, &r, expire_in))
-        .await
-        .unwrap()
-}
+use flechette_core::{Cache, Digest, digest};
 
 #[tokio::test(start_paused = true)]
 async fn an_expired_call_is_removed_when_read_with_the_values_only_it_had() {
     let store = MemoryStore::builder().sweep_interval(None).build();
     let cache = Cache::in_memory(&store);
-    let short = save(&cache, "short", 1, "one", Some(Duration::from_secs(10))).await;
-    let long = save(&cache, "long", 1, "uno", Some(Duration::from_secs(100))).await;
+    let short = save_lifespan_call(&cache, "short", 1, "one", Some(Duration::from_secs(10))).await;
+    let long = save_lifespan_call(&cache, "long", 1, "uno", Some(Duration::from_secs(100))).await;
     assert_eq!((store.calls_len(), store.values_len()), (2, 3));
     tokio::time::advance(Duration::from_secs(11)).await;
     assert!(cache.load(&short).await.unwrap().is_none());
@@ -75,7 +42,7 @@ async fn the_periodic_sweep_removes_expired_calls_nobody_reads() {
         .build();
     let cache = Cache::in_memory(&store);
     for i in 0..100 {
-        save(
+        save_lifespan_call(
             &cache,
             "f",
             i,
@@ -84,7 +51,7 @@ async fn the_periodic_sweep_removes_expired_calls_nobody_reads() {
         )
         .await;
     }
-    save(&cache, "g", 0, "forever", None).await;
+    save_lifespan_call(&cache, "g", 0, "forever", None).await;
     assert_eq!(store.calls_len(), 101);
     tokio::time::sleep(Duration::from_secs(31)).await;
     let after_one = store.calls_len();
@@ -110,7 +77,7 @@ async fn writes_remove_expired_calls_without_a_sweep() {
     let store = MemoryStore::builder().sweep_interval(None).build();
     let cache = Cache::in_memory(&store);
     for i in 0..10_000 {
-        save(&cache, "f", i, "x", Some(Duration::from_millis(1))).await;
+        save_lifespan_call(&cache, "f", i, "x", Some(Duration::from_millis(1))).await;
         tokio::time::advance(Duration::from_millis(1)).await;
     }
     assert!(
@@ -124,7 +91,7 @@ async fn writes_remove_expired_calls_without_a_sweep() {
 async fn a_sweep_can_be_asked_for() {
     let store = MemoryStore::builder().sweep_interval(None).build();
     let cache = Cache::in_memory(&store);
-    save(&cache, "f", 1, "gone", Some(Duration::from_secs(1))).await;
+    save_lifespan_call(&cache, "f", 1, "gone", Some(Duration::from_secs(1))).await;
     tokio::time::advance(Duration::from_secs(2)).await;
     let report = cache.sweep(100).await.unwrap();
     assert_eq!((report.examined, report.expired, report.values), (1, 1, 2));
@@ -139,12 +106,12 @@ async fn eviction_keeps_the_bound_and_the_calls_read_recently() {
     let hot: Vec<Digest> = {
         let mut hot = Vec::new();
         for i in 0..8 {
-            hot.push(save(&cache, "f", i, "hot", None).await);
+            hot.push(save_lifespan_call(&cache, "f", i, "hot", None).await);
         }
         hot
     };
     for i in 8..5_000u64 {
-        save(&cache, "f", i, &"v".repeat(100), None).await;
+        save_lifespan_call(&cache, "f", i, &"v".repeat(100), None).await;
         assert!(
             store.used_bytes() <= max_bytes,
             "within the bound after every write"
@@ -183,7 +150,7 @@ async fn a_value_written_again_outlives_the_call_that_referred_to_it() {
     let result_bytes = Bytes::from(to_vec(&"r").unwrap());
     values.put(&arg, arg_bytes.clone()).await.unwrap();
     values.put(&result, result_bytes.clone()).await.unwrap();
-    let first = record("first", &arg, &result, None);
+    let first = lifespan_record("first", &arg, &result, None);
     calls.put(&first.key(), &first).await.unwrap();
     // A second writer saves the same values...
     values.put(&arg, arg_bytes).await.unwrap();
@@ -192,7 +159,7 @@ async fn a_value_written_again_outlives_the_call_that_referred_to_it() {
     assert!(calls.remove(&first.key()).await.unwrap());
     assert!(values.contains(&arg).await.unwrap(), "written again: kept");
     // ...and the second record finds its values.
-    let second = record("second", &arg, &result, None);
+    let second = lifespan_record("second", &arg, &result, None);
     calls.put(&second.key(), &second).await.unwrap();
     assert!(values.contains(&result).await.unwrap());
     // Once a call refers to them again, they go with it.
@@ -206,7 +173,7 @@ async fn the_sweeper_stops_with_the_store() {
     let before = metrics.num_alive_tasks();
     let store = MemoryStore::new();
     let cache = Cache::in_memory(&store);
-    save(&cache, "f", 1, "x", None).await;
+    save_lifespan_call(&cache, "f", 1, "x", None).await;
     assert_eq!(metrics.num_alive_tasks(), before + 1, "the sweeper runs");
     drop((cache, store));
     tokio::task::yield_now().await;

@@ -5,45 +5,13 @@
 
 use std::time::Duration;
 
-use flechette_core::conformance::{check_capacity, check_expiry};
+use flechette_core::conformance::{
+    check_capacity, check_expiry, eventually, lifespan_record, save_lifespan_call,
+};
 use flechette_core::encoding::to_vec;
 use flechette_core::storage::{CallStorage, ValueStorage, encode_record};
-use flechette_core::{Cache, CallRecord, Digest, Lifespan, Metadata, clock};
+use flechette_core::{Cache, CallRecord, Digest};
 use flechette_sqlite::Sqlite;
-
-fn record(name: &str, arg: &Digest, result: &Digest, expire_in: Option<Duration>) -> CallRecord {
-    let now = clock::now();
-    CallRecord {
-        name: name.into(),
-        module: "bounds".into(),
-        version: None,
-        arguments: vec![("x".into(), *arg)],
-        result: *result,
-        metadata: Metadata {
-            lifespan: expire_in.map(|d| Lifespan {
-                created: now,
-                update_after: None,
-                expire_after: Some(now.plus(d)),
-            }),
-            ..Metadata::default()
-        },
-    }
-}
-
-async fn save(
-    cache: &Cache,
-    name: &str,
-    arg: u64,
-    result: &str,
-    expire_in: Option<Duration>,
-) -> Digest {
-    let a = cache.save_value(&arg).await.unwrap();
-    let r = cache.save_value(result).await.unwrap();
-    cache
-        .save_record(&record(name, &a, &r, expire_in))
-        .await
-        .unwrap()
-}
 
 /// How many calls and values the file holds.
 async fn counts(db: &Sqlite) -> (usize, usize) {
@@ -90,8 +58,8 @@ async fn an_expired_call_is_removed_when_read_with_the_values_only_it_had() {
     let dir = tempfile::tempdir().unwrap();
     let db = unswept(&dir);
     let cache = Cache::new(db.values(), db.calls());
-    let short = save(&cache, "short", 1, "one", Some(Duration::from_secs(10))).await;
-    let long = save(&cache, "long", 1, "uno", Some(Duration::from_secs(100))).await;
+    let short = save_lifespan_call(&cache, "short", 1, "one", Some(Duration::from_secs(10))).await;
+    let long = save_lifespan_call(&cache, "long", 1, "uno", Some(Duration::from_secs(100))).await;
     cache.flush().await;
     assert_eq!(counts(&db).await, (2, 3));
     tokio::time::advance(Duration::from_secs(11)).await;
@@ -118,7 +86,7 @@ async fn the_periodic_sweep_removes_expired_calls_nobody_reads() {
         .unwrap();
     let cache = Cache::new(db.values(), db.calls());
     for i in 0..100 {
-        save(
+        save_lifespan_call(
             &cache,
             "f",
             i,
@@ -127,22 +95,19 @@ async fn the_periodic_sweep_removes_expired_calls_nobody_reads() {
         )
         .await;
     }
-    save(&cache, "kept", 7, "forever", None).await;
+    save_lifespan_call(&cache, "kept", 7, "forever", None).await;
     cache.flush().await;
     assert_eq!(counts(&db).await, (101, 201));
-    // Two sweeps of at most 64 calls each: the first after 30 s, the
-    // second after 60 s.
-    let mut seen = Vec::new();
-    for _ in 0..70 {
-        tokio::time::advance(Duration::from_secs(1)).await;
-        // The sweep runs on the blocking pool: let it finish.
-        for _ in 0..50 {
-            tokio::task::yield_now().await;
-        }
-        seen.push(counts(&db).await.0);
-    }
-    assert!(seen[..28].iter().all(|&n| n == 101), "{seen:?}");
-    assert_eq!(seen[69], 1, "{seen:?}");
+    // Two sweeps of at most 64 calls each, after 30 s and after 60 s.
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert_eq!(counts(&db).await.0, 101, "no sweep before 30 s");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    eventually("the first sweep", || async { counts(&db).await.0 < 101 }).await;
+    assert_eq!(counts(&db).await.0, 37, "64 expired calls removed");
+    tokio::time::advance(Duration::from_secs(28)).await;
+    assert_eq!(counts(&db).await.0, 37, "no sweep between");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    eventually("the second sweep", || async { counts(&db).await.0 == 1 }).await;
     assert_eq!(counts(&db).await, (1, 2), "the kept call and its values");
     drop((cache, db));
 }
@@ -154,7 +119,7 @@ async fn a_value_written_again_after_a_call_was_stored_outlives_that_call() {
     let dir = tempfile::tempdir().unwrap();
     let db = unswept(&dir);
     let cache = Cache::new(db.values(), db.calls());
-    let key = save(
+    let key = save_lifespan_call(
         &cache,
         "old",
         3,
@@ -188,10 +153,10 @@ async fn eviction_keeps_the_calls_read_and_the_bound() {
     let text = "x".repeat(2_000);
     let mut hot = Vec::new();
     for i in 0..8 {
-        hot.push(save(&cache, "hot", i, &format!("{i}{text}"), None).await);
+        hot.push(save_lifespan_call(&cache, "hot", i, &format!("{i}{text}"), None).await);
     }
     for i in 0..4_000u64 {
-        save(&cache, "cold", i, &format!("{i}{text}"), None).await;
+        save_lifespan_call(&cache, "cold", i, &format!("{i}{text}"), None).await;
         if i % 50 == 0 {
             cache.flush().await;
             for key in &hot {
@@ -270,13 +235,13 @@ async fn a_file_written_before_the_bounds_gets_them_and_keeps_its_calls() {
             ),
         ]
     };
-    let dying = record(
+    let dying = lifespan_record(
         "dying",
         &flechette_core::digest(&1u64).unwrap(),
         &flechette_core::digest(&"soon").unwrap(),
         Some(Duration::from_secs(10)),
     );
-    let lasting = record(
+    let lasting = lifespan_record(
         "lasting",
         &flechette_core::digest(&2u64).unwrap(),
         &flechette_core::digest(&"always").unwrap(),

@@ -9,11 +9,12 @@
 //! [caches.disk]
 //! kind = "file"
 //! dir = "cache"            # relative to this file
+//! max_bytes = 1073741824   # optional: evicts least recently read calls beyond 1 GiB
 //!
 //! [caches.db]
 //! kind = "sqlite"          # needs the `sqlite` feature
 //! path = "cache.sqlite"
-//! max_bytes = 1073741824   # evicts least recently read calls beyond 1 GiB
+//! max_bytes = 1073741824   # optional, as for files
 //! write_queue = 10000      # calls queued behind callers (file, sqlite, redis)
 //! write_queue_bytes = 67108864
 //!
@@ -124,8 +125,9 @@ struct Entry {
     /// The bounds of the write-behind queue, in calls and bytes.
     write_queue: Option<usize>,
     write_queue_bytes: Option<usize>,
-    /// The bound of a memory cache (bytes of stored calls and values) or
-    /// of a SQLite file (bytes of its pages in use).
+    /// The bound of a memory cache (bytes of stored calls and values), of a
+    /// file cache (bytes of disk its files take) or of a SQLite file (bytes
+    /// of its pages in use).
     max_bytes: Option<usize>,
 }
 
@@ -143,7 +145,7 @@ impl Entry {
     fn kind(&self) -> Result<Kind<'_>, String> {
         let allowed: &[&str] = match self.kind.get_ref().as_str() {
             "memory" => &["max_bytes"],
-            "file" => &["dir", "write_queue", "write_queue_bytes"],
+            "file" => &["dir", "write_queue", "write_queue_bytes", "max_bytes"],
             "sqlite" => &["path", "write_queue", "write_queue_bytes", "max_bytes"],
             "redis" => &["url", "prefix", "write_queue", "write_queue_bytes"],
             "stack" => &["levels"],
@@ -393,7 +395,16 @@ impl Config {
                 ),
                 None => Cache::memory(),
             }),
-            Kind::File(dir) => Cache::open(self.resolve(dir)).map_err(open),
+            Kind::File(dir) => {
+                let mut store = flechette_core::storage::FileStore::builder(self.resolve(dir));
+                if let Some(bytes) = entry.get_ref().max_bytes {
+                    store = store.max_bytes(u64::try_from(bytes).unwrap_or(u64::MAX));
+                }
+                store
+                    .open()
+                    .map(|store| Cache::new(store.values(), store.calls()))
+                    .map_err(open)
+            }
             #[cfg(feature = "sqlite")]
             Kind::Sqlite(path) => {
                 let mut db = flechette_sqlite::Sqlite::builder(self.resolve(path));

@@ -18,8 +18,7 @@ use tokio::sync::OnceCell;
 
 use crate::prefix::{common_hex_len, shortest_unique};
 use crate::storage::{
-    Broadcast, CallStorage, Coordinator, FileCalls, FileValues, MemoryStore, StorageError,
-    ValueStorage,
+    Broadcast, CallStorage, Coordinator, FileStore, MemoryStore, StorageError, ValueStorage,
 };
 use crate::{CacheError, Call, CallQuery, CallRecord, Digest, DigestPrefix, LazyCall, encoding};
 
@@ -157,11 +156,8 @@ impl Cache {
     ///
     /// Fails when the directories cannot be created.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
-        let dir = dir.as_ref();
-        Ok(Self::new(
-            FileValues::open(dir.join("values"))?,
-            FileCalls::open(dir.join("calls"))?,
-        ))
+        let store = FileStore::open(dir)?;
+        Ok(Self::new(store.values(), store.calls()))
     }
 
     /// How many levels the cache reads from.

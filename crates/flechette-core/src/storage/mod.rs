@@ -14,7 +14,7 @@ use crate::{CallQuery, CallRecord, Digest, DigestPrefix};
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
-pub use file::{FileCalls, FileValues};
+pub use file::{FileBuilder, FileCalls, FileStore, FileValues};
 pub use memory::{
     DEFAULT_MAX_BYTES, DEFAULT_SWEEP_BUDGET, DEFAULT_SWEEP_INTERVAL, MemoryBuilder, MemoryCalls,
     MemoryStore, MemoryValues,
