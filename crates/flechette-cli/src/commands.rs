@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use flechette::{Cache, CallQuery, D, Digest, TableOptions};
+use flechette::{Cache, CallQuery, D, Digest, GcOptions, TableOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -43,7 +43,10 @@ async fn command(cache: &flechette::Cache, command: Command) -> Outcome {
             Ok(())
         }
         Command::Rm { prefix, name } => rm(&cache, prefix, name).await,
-        Command::Gc => gc(&cache).await,
+        Command::Gc { grace } => {
+            let grace = std::time::Duration::from_secs(grace);
+            gc(&cache, GcOptions::new().grace(grace)).await
+        }
         Command::Stats => stats(&cache).await,
     }
 }
@@ -154,23 +157,27 @@ async fn rm(cache: &Cache, prefix: Option<String>, function: Option<String>) -> 
 /// Values examined before a progress bar appears.
 const LONG_RUN: usize = 1_000;
 
-async fn gc(cache: &Cache) -> Outcome {
+async fn gc(cache: &Cache, options: GcOptions) -> Outcome {
     let mut bar: Option<ProgressBar> = None;
     let report = cache
-        .gc_with(|p| {
+        .gc_with(options, |p| {
             if p.total < LONG_RUN {
                 return;
             }
             let bar = bar.get_or_insert_with(|| {
                 let bar = ProgressBar::new(p.total as u64);
                 if let Ok(style) =
-                    ProgressStyle::with_template("gc {bar:40} {pos}/{len} values ({eta})")
+                    ProgressStyle::with_template("gc {bar:40} {pos}/{len} values ({eta}) {msg}")
                 {
                     bar.set_style(style);
                 }
                 bar
             });
-            bar.set_position((p.report.kept + p.report.removed) as u64);
+            bar.set_position(p.report.examined() as u64);
+            bar.set_message(format!(
+                "kept {}, removed {}, young {}",
+                p.report.kept, p.report.removed, p.report.young
+            ));
         })
         .await
         .map_err(text)?;
@@ -178,6 +185,18 @@ async fn gc(cache: &Cache) -> Outcome {
         bar.finish_and_clear();
     }
     println!("kept {} values, removed {}", report.kept, report.removed);
+    println!(
+        "kept {} values no record refers to, written within the grace period",
+        report.young
+    );
+    println!(
+        "removed {} expired calls, with {} values",
+        report.expired, report.expired_values
+    );
+    println!(
+        "removed {} damaged files set aside, {} temporary files",
+        report.corrupt, report.temp
+    );
     Ok(())
 }
 

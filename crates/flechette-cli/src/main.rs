@@ -64,8 +64,14 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Removes the values no call refers to.
-    Gc,
+    /// Removes expired calls, the values no call refers to (unless written
+    /// within the grace period), damaged files set aside and temporary
+    /// files; safe while services write.
+    Gc {
+        /// Seconds a value no call refers to is kept after it was written.
+        #[arg(long, default_value_t = 300)]
+        grace: u64,
+    },
     /// Counts calls and values, bytes, and calls by function.
     Stats,
 }

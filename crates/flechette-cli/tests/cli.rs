@@ -136,10 +136,23 @@ async fn show_expand_rm_gc_and_stats() {
         "removed 2 calls of label"
     );
     let gc = ok(&db, &["gc"]);
-    assert!(gc.starts_with("kept "), "{gc}");
     assert!(
-        !gc.contains("removed 0"),
-        "the orphan and the removed calls' values go: {gc}"
+        gc.starts_with("kept 3 values, removed 0\n"),
+        "the removed calls' values went with them; the orphan was written within the grace period: {gc}"
+    );
+    assert!(
+        gc.contains("kept 1 values no record refers to"),
+        "the orphan is young: {gc}"
+    );
+    assert!(gc.contains("removed 0 expired calls"), "{gc}");
+    let gc = ok(&db, &["gc", "--grace", "0"]);
+    assert!(
+        gc.starts_with("kept 3 values, removed 1\n"),
+        "without a grace period the orphan goes: {gc}"
+    );
+    assert!(
+        gc.contains("removed 0 damaged files set aside, 0 temporary files"),
+        "{gc}"
     );
     assert!(ok(&db, &["stats"]).contains("calls: 2"));
 }

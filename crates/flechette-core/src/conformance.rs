@@ -320,7 +320,14 @@ pub async fn check_cache(cache: Cache) {
             "shrink then expand gives the digest back"
         );
     }
-    let report = cache.gc().await.unwrap();
+    // Without a grace period: the loose value was written just now.
+    let report = cache
+        .gc_with(
+            crate::GcOptions::new().grace(std::time::Duration::ZERO),
+            |_| {},
+        )
+        .await
+        .unwrap();
     assert_eq!(
         (report.kept, report.removed),
         (2, 1),
@@ -530,4 +537,75 @@ where
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     panic!("gave up waiting for {what}");
+}
+
+/// `gc` on a live cache: eight tasks write calls (values, a yield, then the
+/// record, as a writer between values and record is) while `gc` runs again
+/// and again; no value of a completed call is lost. Then a `gc` without a
+/// grace period removes a value no record refers to. Repeated `rounds`
+/// times, each on a fresh cache from `fresh`. Run it on a runtime with
+/// several workers.
+pub async fn check_gc_while_writing(rounds: usize, mut fresh: impl FnMut() -> Cache) {
+    for round in 0..rounds {
+        let cache = fresh();
+        let orphan = cache.save_value(&"no record refers to it").await.unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let collector = {
+            let (cache, done) = (cache.clone(), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut runs = 0;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) || runs == 0 {
+                    cache.gc().await.unwrap();
+                    runs += 1;
+                    tokio::task::yield_now().await;
+                }
+                runs
+            })
+        };
+        let writers: Vec<_> = (0..8u64)
+            .map(|w| {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    let mut keys = Vec::new();
+                    for i in 0..4u64 {
+                        let arg = w * 100 + i;
+                        let a = cache.save_value(&arg).await.unwrap();
+                        let r = cache.save_value(&format!("result {arg}")).await.unwrap();
+                        tokio::task::yield_now().await;
+                        let record = lifespan_record("written", &a, &r, None);
+                        keys.push((arg, cache.save_record(&record).await.unwrap()));
+                    }
+                    keys
+                })
+            })
+            .collect();
+        let mut keys = Vec::new();
+        for writer in writers {
+            keys.extend(writer.await.unwrap());
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(collector.await.unwrap() >= 1);
+        for (arg, key) in &keys {
+            let lazy = cache
+                .load(key)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: call {arg} is there"));
+            assert_eq!(
+                lazy.result::<String>().await.unwrap(),
+                format!("result {arg}"),
+                "round {round}: the result of call {arg} survived gc"
+            );
+            assert_eq!(lazy.arguments().get::<u64>("x").await.unwrap(), *arg);
+        }
+        let report = cache
+            .gc_with(
+                crate::GcOptions::new().grace(std::time::Duration::ZERO),
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!((report.kept, report.removed), (64, 1), "round {round}");
+        assert!(cache.load_encoded(&orphan).await.unwrap().is_none());
+    }
 }

@@ -27,7 +27,8 @@ pub mod storage;
 mod value;
 
 pub use cache::{
-    Cache, CacheStack, GcProgress, GcReport, Table, TableOptions, WriteBehind, WriteFailed,
+    Cache, CacheStack, DEFAULT_GC_GRACE, GcOptions, GcProgress, GcReport, Table, TableOptions,
+    WriteBehind, WriteFailed,
 };
 pub use digest::{Digest, ParseDigestError, digest};
 pub use error::CacheError;

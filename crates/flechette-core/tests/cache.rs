@@ -270,6 +270,9 @@ async fn gc_removes_only_unreferenced_values() {
     let key = save_call(&cache, "f", 1, "kept", &[]).await;
     let loose = cache.save_value(&"loose").await.unwrap();
     let report = cache.gc().await.unwrap();
+    assert_eq!((report.kept, report.young, report.removed), (2, 1, 0));
+    let now = flechette_core::GcOptions::new().grace(std::time::Duration::ZERO);
+    let report = cache.gc_with(now, |_| {}).await.unwrap();
     assert_eq!(report.removed, 1);
     assert_eq!(report.kept, 2);
     assert!(cache.contains(&key).await.unwrap());

@@ -253,6 +253,24 @@ impl ValueStorage for SqliteValues {
             .await
     }
 
+    /// By the `written` column (a store of a present value sets it).
+    async fn remove_if_written_before(
+        &self,
+        digest: &Digest,
+        before: flechette_core::Timestamp,
+    ) -> Result<bool, StorageError> {
+        let hex = digest.to_hex();
+        self.db
+            .run(move |conn| {
+                conn.execute(
+                    "DELETE FROM vals WHERE digest = ?1 AND written < ?2",
+                    params![hex, before.0],
+                )
+                .map(|n| n > 0)
+            })
+            .await
+    }
+
     async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {
         self.db
             .list(
@@ -371,8 +389,9 @@ impl CallStorage for SqliteCalls {
         let hex = key.to_hex();
         self.db
             .run(move |conn| {
+                // With the values only it referred to, as eviction does.
                 let tx = conn.transaction()?;
-                let removed = schema::remove_call(&tx, &hex)?;
+                let removed = bounds::remove_with_values(&tx, &hex, None)?.is_some();
                 tx.commit()?;
                 Ok(removed)
             })

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use flechette_core::conformance::{
-    check_capacity, check_expiry, eventually, lifespan_record, save_lifespan_call,
+    check_capacity, check_expiry, check_gc_while_writing, eventually, lifespan_record,
+    save_lifespan_call,
 };
 use flechette_core::encoding::to_vec;
 use flechette_core::storage::{CallStorage, ValueStorage, encode_record};
@@ -276,4 +277,15 @@ async fn a_file_written_before_the_bounds_gets_them_and_keeps_its_calls() {
     // Opened again, nothing is migrated twice.
     let db = Sqlite::builder(&path).sweep_interval(None).open().unwrap();
     assert_eq!(counts(&db).await, (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_beside_eight_writers_loses_no_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    check_gc_while_writing(100, || {
+        n += 1;
+        flechette_sqlite::open(dir.path().join(format!("{n}.sqlite"))).unwrap()
+    })
+    .await;
 }

@@ -22,7 +22,7 @@ use crate::storage::{
 };
 use crate::{CacheError, Call, CallQuery, CallRecord, Digest, DigestPrefix, LazyCall, encoding};
 
-pub use gc::{GcProgress, GcReport};
+pub use gc::{DEFAULT_GC_GRACE, GcOptions, GcProgress, GcReport};
 pub(crate) use level::Level;
 pub use stack::CacheStack;
 pub use table::{Table, TableOptions};

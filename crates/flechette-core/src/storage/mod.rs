@@ -98,8 +98,42 @@ pub trait ValueStorage: Send + Sync + 'static {
     /// Removes `digest`; `true` when something was removed.
     async fn remove(&self, digest: &Digest) -> Result<bool, StorageError>;
 
+    /// Removes `digest` unless it was last written at or after `before`
+    /// (a store of a present value counts as a write); `true` when
+    /// something was removed. `gc` removes values this way, so that a
+    /// writer between saving a call's values and its record never loses
+    /// them. The default removes it whatever its age: a backend that does
+    /// not know when its values were written.
+    async fn remove_if_written_before(
+        &self,
+        digest: &Digest,
+        before: crate::Timestamp,
+    ) -> Result<bool, StorageError> {
+        let _ = before;
+        self.remove(digest).await
+    }
+
+    /// Removes what the backend left behind that no digest names (damaged
+    /// files set aside, temporary files of writes that never finished),
+    /// when older than `before`. The default finds nothing.
+    async fn clear_debris(&self, before: crate::Timestamp) -> Result<Debris, StorageError> {
+        let _ = before;
+        Ok(Debris::default())
+    }
+
     /// Every stored digest starting with `prefix` (all of them for `None`).
     async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError>;
+}
+
+/// What [`ValueStorage::clear_debris`] or [`CallStorage::clear_debris`]
+/// removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Debris {
+    /// Damaged files that had been set aside (`.corrupt-*`).
+    pub corrupt: usize,
+    /// Temporary files of writes that never finished (`.tmp-*`).
+    pub temp: usize,
 }
 
 /// Call key → record.
@@ -162,6 +196,12 @@ pub trait CallStorage: Send + Sync + 'static {
     async fn sweep(&self, budget: usize) -> Result<SweepReport, StorageError> {
         let _ = budget;
         Ok(SweepReport::default())
+    }
+
+    /// As [`ValueStorage::clear_debris`], for records.
+    async fn clear_debris(&self, before: crate::Timestamp) -> Result<Debris, StorageError> {
+        let _ = before;
+        Ok(Debris::default())
     }
 }
 

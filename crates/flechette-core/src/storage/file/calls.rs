@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::State;
 use super::index::refs_of;
 use super::shards::{Shards, blocking, write_many};
-use crate::storage::{CallStorage, StorageError, SweepReport, encode_record};
+use crate::storage::{CallStorage, Debris, StorageError, SweepReport, encode_record};
 use crate::{CallQuery, CallRecord, Digest, DigestPrefix, Timestamp};
 
 /// Call records as files under a directory.
@@ -210,6 +210,11 @@ impl CallStorage for FileCalls {
             Ok(out)
         })
         .await
+    }
+
+    async fn clear_debris(&self, before: Timestamp) -> Result<Debris, StorageError> {
+        let shards = self.shards.clone();
+        blocking(move || shards.clear_debris(before)).await
     }
 
     async fn sweep(&self, budget: usize) -> Result<SweepReport, StorageError> {

@@ -128,6 +128,71 @@ impl Shards {
         Ok(out)
     }
 
+    /// Marks the file of `digest` as written now (its modification time):
+    /// a store of a value already there claims it anew. `false` when there
+    /// is no such file.
+    pub(super) fn touch(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let path = self.path(digest);
+        let touched = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        match touched {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("touch", &path)(e)),
+        }
+    }
+
+    /// When the file of `digest` was last written; `None` when there is
+    /// none.
+    pub(super) fn written(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<crate::Timestamp>, StorageError> {
+        let path = self.path(digest);
+        match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(at) => Ok(Some(crate::Timestamp::from(at))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("stat", &path)(e)),
+        }
+    }
+
+    /// Removes files set aside as damaged (`.corrupt-*`) and temporary
+    /// files (`.tmp-*`) last written before `before`.
+    pub(super) fn clear_debris(
+        &self,
+        before: crate::Timestamp,
+    ) -> Result<crate::storage::Debris, StorageError> {
+        let mut debris = crate::storage::Debris::default();
+        for shard in read_dir_names(&self.root)? {
+            let dir = self.root.join(&shard);
+            if shard.len() != 2 || !dir.is_dir() {
+                continue;
+            }
+            for name in read_dir_names(&dir)? {
+                let corrupt = name.contains(".corrupt-");
+                if !corrupt && !name.starts_with(".tmp-") {
+                    continue;
+                }
+                let path = dir.join(&name);
+                let old = fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|at| crate::Timestamp::from(at) < before);
+                if !old {
+                    continue;
+                }
+                match fs::remove_file(&path) {
+                    Ok(()) if corrupt => debris.corrupt += 1,
+                    Ok(()) => debris.temp += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("remove", &path)(e)),
+                }
+            }
+        }
+        Ok(debris)
+    }
+
     /// Every digest-named file with its length in bytes.
     pub(super) fn sizes(&self) -> Result<Vec<(Digest, u64)>, StorageError> {
         let mut out = Vec::new();
@@ -184,7 +249,7 @@ const BATCH_WRITERS: usize = 8;
 
 /// Writes many files (each atomically), on several blocking threads;
 /// `skip_present` skips a digest whose file exists (a value, whose content
-/// never changes).
+/// never changes), marking it written now instead.
 pub(super) async fn write_many(
     shards: &Shards,
     files: Vec<(Digest, Bytes)>,
@@ -204,7 +269,8 @@ pub(super) async fn write_many(
         let shards = shards.clone();
         threads.push(tokio::task::spawn_blocking(move || {
             for (digest, bytes) in chunk {
-                if skip_present && shards.contains(&digest) {
+                // A value already there is claimed anew, not written again.
+                if skip_present && shards.touch(&digest)? {
                     continue;
                 }
                 shards.write(&digest, &bytes)?;

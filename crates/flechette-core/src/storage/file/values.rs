@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::shards::{Shards, blocking, write_many};
 use super::{State, index::Index};
-use crate::storage::{StorageError, ValueStorage};
-use crate::{Digest, DigestPrefix};
+use crate::storage::{Debris, StorageError, ValueStorage};
+use crate::{Digest, DigestPrefix, Timestamp};
 
 /// Values as files under a directory.
 #[derive(Debug, Clone)]
@@ -114,6 +114,32 @@ impl ValueStorage for FileValues {
             shards.remove(&digest)
         })
         .await
+    }
+
+    /// By the file's modification time (a store of a present value sets
+    /// it). The index is locked meanwhile, so no claim of this store comes
+    /// between the look and the removal.
+    async fn remove_if_written_before(
+        &self,
+        digest: &Digest,
+        before: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let (state, digest) = (Arc::clone(&self.state), *digest);
+        let shards = self.shards.clone();
+        blocking(move || {
+            let mut index = state.index();
+            if shards.written(&digest)?.is_none_or(|at| at >= before) {
+                return Ok(false);
+            }
+            index.forget_value(&digest);
+            shards.remove(&digest)
+        })
+        .await
+    }
+
+    async fn clear_debris(&self, before: Timestamp) -> Result<Debris, StorageError> {
+        let shards = self.shards.clone();
+        blocking(move || shards.clear_debris(before)).await
     }
 
     async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {

@@ -231,6 +231,14 @@ impl ValueStorage for MemoryValues {
         Ok(self.store.remove_value(digest))
     }
 
+    async fn remove_if_written_before(
+        &self,
+        digest: &Digest,
+        before: crate::Timestamp,
+    ) -> Result<bool, StorageError> {
+        Ok(self.store.remove_value_written_before(digest, before))
+    }
+
     async fn list(&self, prefix: Option<&DigestPrefix>) -> Result<Vec<Digest>, StorageError> {
         Ok(matching(self.store.value_digests(), prefix))
     }

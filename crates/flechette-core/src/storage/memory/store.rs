@@ -217,6 +217,19 @@ impl Store {
         removed.is_some()
     }
 
+    /// Removes `digest` unless it was written at or after `before`.
+    pub(super) fn remove_value_written_before(&self, digest: &Digest, before: Timestamp) -> bool {
+        let mut values = lock(&self.values[shard(digest)]);
+        if values.get(digest).is_none_or(|v| v.written >= before) {
+            return false;
+        }
+        let removed = values.swap_remove(digest);
+        if let Some(v) = &removed {
+            self.used.fetch_sub(value_bytes(v), Ordering::Relaxed);
+        }
+        removed.is_some()
+    }
+
     pub(super) fn value_digests(&self) -> Vec<Digest> {
         let mut all = Vec::new();
         for s in &*self.values {
