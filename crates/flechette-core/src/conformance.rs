@@ -385,8 +385,13 @@ pub async fn check_expiry(cache: Cache) {
         cache.load(&read).await.unwrap().is_none(),
         "an expired call reads as absent"
     );
+    // A backend that expires by a time to live (Redis) has nothing left to
+    // sweep; the others remove it now (their own tests count what).
     let report = cache.sweep(1_000).await.unwrap();
-    assert!(report.examined >= 1, "a sweep examines what is stored");
+    assert!(
+        report.expired <= 1,
+        "only the unread expired call: {report:?}"
+    );
     for key in [swept, read] {
         assert!(
             cache.load(&key).await.unwrap().is_none(),
@@ -598,6 +603,10 @@ pub async fn check_gc_while_writing(rounds: usize, mut fresh: impl FnMut() -> Ca
             );
             assert_eq!(lazy.arguments().get::<u64>("x").await.unwrap(), *arg);
         }
+        // Some time passes, so that without a grace period the orphan is
+        // older than the start of the gc even where write times are
+        // milliseconds (Redis).
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         let report = cache
             .gc_with(
                 crate::GcOptions::new().grace(std::time::Duration::ZERO),

@@ -4,7 +4,10 @@
 //! * Keys are namespaced: `<prefix>:v:<digest>` for values and
 //!   `<prefix>:c:<key>` for call records.
 //! * A call whose lifespan has an `expire_after` gets a Redis expiry at that
-//!   time, so Redis drops it by itself.
+//!   time, so Redis drops it by itself. A value lives the grace period of
+//!   `gc` after it was last written, and as long as the calls that refer to
+//!   it (for ever for a call without an expiry): Redis forgets what nothing
+//!   needs, and its `volatile-*` eviction policies find keys to evict.
 //! * A lookup is one round trip: a script returns the record and the result
 //!   value it names together.
 //! * Cross-instance single flight ([`Coordinator`](flechette_core::storage::Coordinator)): when several instances
@@ -30,6 +33,7 @@
 
 mod broadcast;
 mod lease;
+mod ttl;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,7 +200,7 @@ impl RedisCalls {
             .as_ref()
             .and_then(|l| l.expire_after)
         {
-            set.arg("PXAT").arg((expire.0 / 1_000).max(1));
+            set.arg("PXAT").arg(ttl::unix_ms(expire));
         }
         Ok(set)
     }
@@ -235,27 +239,40 @@ impl ValueStorage for RedisValues {
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
-        self.redis
-            .query::<()>(
-                redis::cmd("SET")
-                    .arg(self.redis.key('v', digest))
-                    .arg(bytes.as_ref()),
-            )
-            .await
+        self.put_many(&[(*digest, bytes)]).await
     }
 
     async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
-        // One pipeline; `NX` skips a value already stored.
+        // One pipeline; `NX` skips a value already stored, whose time to
+        // live is extended instead (see `ttl`).
         let mut pipe = redis::pipe();
         for (digest, bytes) in values {
-            pipe.cmd("SET")
-                .arg(self.redis.key('v', digest))
-                .arg(bytes.as_ref())
-                .arg("NX")
-                .ignore();
+            ttl::put_value(&mut pipe, &self.redis.key('v', digest), bytes);
         }
         let mut conn = self.redis.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(backend)
+    }
+
+    /// By its time to live, which tells when a value nothing holds was
+    /// last written (see `ttl::DELETE_IF_WRITTEN_BEFORE`); one that a
+    /// record without a lifespan held, now gone, goes whatever its age.
+    async fn remove_if_written_before(
+        &self,
+        digest: &Digest,
+        before: flechette_core::Timestamp,
+    ) -> Result<bool, StorageError> {
+        let key = self.redis.key('v', digest);
+        let n: i64 = self
+            .redis
+            .query(
+                redis::cmd("EVAL")
+                    .arg(ttl::DELETE_IF_WRITTEN_BEFORE)
+                    .arg(1)
+                    .arg(key)
+                    .arg(&ttl::written_before_args(before)[..]),
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     async fn contains(&self, digest: &Digest) -> Result<bool, StorageError> {
@@ -329,14 +346,16 @@ impl CallStorage for RedisCalls {
     }
 
     async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError> {
-        self.redis.query::<()>(&self.set_call(key, record)?).await
+        self.put_many(&[(*key, record.clone())]).await
     }
 
     async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
-        // One pipeline for the whole batch.
+        // One pipeline for the whole batch: each record, then the lives of
+        // its values (see `ttl`).
         let mut pipe = redis::pipe();
         for (key, record) in records {
             pipe.add_command(self.set_call(key, record)?).ignore();
+            ttl::hold_values(&mut pipe, record, |d| self.redis.key('v', d));
         }
         let mut conn = self.redis.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(backend)

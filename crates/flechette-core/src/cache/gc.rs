@@ -120,8 +120,9 @@ impl Cache {
     /// Safe on a live cache: a value written less than the grace period
     /// ago ([`GcOptions::grace`], five minutes unless set) is kept, so a
     /// writer between saving a call's values and its record never loses
-    /// them (on backends that know when values were written: memory, files
-    /// and SQLite; see [`ValueStorage::remove_if_written_before`](crate::storage::ValueStorage::remove_if_written_before)).
+    /// them (on backends that know when values were written: memory, files,
+    /// SQLite and Redis; see
+    /// [`ValueStorage::remove_if_written_before`](crate::storage::ValueStorage::remove_if_written_before)).
     ///
     /// # Errors
     ///

@@ -1,0 +1,151 @@
+//! How long Redis keeps values: the grace period for a value nothing
+//! refers to, the life of the calls that hold it, and `gc` beside that.
+
+use std::time::Duration;
+
+use flechette_core::conformance::{check_expiry, check_gc_while_writing, lifespan_record};
+use flechette_core::{Cache, DEFAULT_GC_GRACE, GcOptions};
+
+#[path = "support/server.rs"]
+mod support;
+use support::RedisServer as Server;
+
+/// The time to live of the value `digest` in milliseconds (-1: none, -2:
+/// no such key).
+async fn pttl(server: &Server, prefix: &str, digest: &flechette_core::Digest) -> i64 {
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("PTTL")
+        .arg(format!("{prefix}:v:{digest}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redis_honours_expiry() {
+    let server = Server::start();
+    check_expiry(flechette_redis::open(&server.url(), "expiry").unwrap()).await;
+}
+
+#[tokio::test]
+async fn values_live_as_long_as_the_calls_that_hold_them() {
+    let server = Server::start();
+    let cache = flechette_redis::open(&server.url(), "t").unwrap();
+    let grace = i64::try_from(DEFAULT_GC_GRACE.as_millis()).unwrap();
+    let hour = Duration::from_secs(3_600);
+
+    let loose = cache.save_value(&"loose").await.unwrap();
+    let ttl = pttl(&server, "t", &loose).await;
+    assert!(ttl > grace - 60_000 && ttl <= grace, "a loose value: {ttl}");
+
+    let (arg, shared) = (
+        cache.save_value(&1u64).await.unwrap(),
+        cache.save_value(&"shared").await.unwrap(),
+    );
+    cache
+        .save_record(&lifespan_record("hourly", &arg, &shared, Some(hour)))
+        .await
+        .unwrap();
+    let ttl = pttl(&server, "t", &shared).await;
+    assert!(
+        ttl > 3_500_000 && ttl <= 3_600_000,
+        "held for an hour: {ttl}"
+    );
+
+    let other = cache.save_value(&2u64).await.unwrap();
+    cache
+        .save_record(&lifespan_record("forever", &other, &shared, None))
+        .await
+        .unwrap();
+    let century = 100 * 365 * 24 * 3_600 * 1_000_i64;
+    let held = pttl(&server, "t", &shared).await;
+    assert!(held > century - 60_000, "held for a century: {held}");
+    assert!(pttl(&server, "t", &other).await > century - 60_000);
+
+    // Saved again, and held by another expiring call: it stays a century.
+    cache.save_value(&"shared").await.unwrap();
+    cache
+        .save_record(&lifespan_record("again", &arg, &shared, Some(hour)))
+        .await
+        .unwrap();
+    assert!(
+        pttl(&server, "t", &shared).await > century - 60_000,
+        "a life is never shortened"
+    );
+
+    // Saved again, a loose value's grace period starts again.
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(format!("t:v:{loose}"))
+        .arg(1_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    cache.save_value(&"loose").await.unwrap();
+    assert!(pttl(&server, "t", &loose).await > grace - 60_000);
+}
+
+#[tokio::test]
+async fn gc_reads_when_a_value_was_last_written_from_its_time_to_live() {
+    let server = Server::start();
+    let cache: Cache = flechette_redis::open(&server.url(), "gc").unwrap();
+    let loose = cache.save_value(&"loose").await.unwrap();
+    let (arg, result) = (
+        cache.save_value(&1u64).await.unwrap(),
+        cache.save_value(&"result").await.unwrap(),
+    );
+    let key = cache
+        .save_record(&lifespan_record("f", &arg, &result, None))
+        .await
+        .unwrap();
+    cache.flush().await;
+    // The call goes; its values, held for a century, no longer are; they
+    // were held just now, so like the loose one they are young.
+    assert!(cache.evict(&key).await.unwrap());
+    let report = cache.gc().await.unwrap();
+    assert_eq!((report.removed, report.young), (0, 3), "{report:?}");
+    // Some time passes: Redis tells times in milliseconds, and without a
+    // grace period a value written in the millisecond gc starts is young.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let report = cache
+        .gc_with(GcOptions::new().grace(Duration::ZERO), |_| {})
+        .await
+        .unwrap();
+    assert_eq!((report.removed, report.young), (3, 0), "{report:?}");
+    assert!(cache.load_encoded(&arg).await.unwrap().is_none());
+    assert!(cache.load_encoded(&loose).await.unwrap().is_none());
+    // A value stored before values had a time to live goes whatever its
+    // age, once nothing refers to it.
+    let old = cache.save_value(&"old").await.unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("PERSIST")
+        .arg(format!("gc:v:{old}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(cache.gc().await.unwrap().removed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_beside_eight_writers_loses_no_value() {
+    let server = Server::start();
+    let url = server.url();
+    let mut n = 0;
+    check_gc_while_writing(100, || {
+        n += 1;
+        flechette_redis::open(&url, &format!("gc{n}")).unwrap()
+    })
+    .await;
+}
