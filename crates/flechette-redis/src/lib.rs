@@ -188,24 +188,6 @@ impl Redis {
     }
 }
 
-impl RedisCalls {
-    /// The `SET` of a call: Redis forgets it when its lifespan ends.
-    fn set_call(&self, key: &Digest, record: &CallRecord) -> Result<redis::Cmd, StorageError> {
-        let bytes = stored_call(record)?;
-        let mut set = redis::cmd("SET");
-        set.arg(self.redis.key('c', key)).arg(bytes);
-        if let Some(expire) = record
-            .metadata
-            .lifespan
-            .as_ref()
-            .and_then(|l| l.expire_after)
-        {
-            set.arg("PXAT").arg(ttl::unix_ms(expire));
-        }
-        Ok(set)
-    }
-}
-
 /// Values in Redis.
 #[derive(Clone, Debug)]
 pub struct RedisValues {
@@ -243,14 +225,17 @@ impl ValueStorage for RedisValues {
     }
 
     async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
-        // One pipeline; `NX` skips a value already stored, whose time to
-        // live is extended instead (see `ttl`).
-        let mut pipe = redis::pipe();
-        for (digest, bytes) in values {
-            ttl::put_value(&mut pipe, &self.redis.key('v', digest), bytes);
+        // One script for the whole batch; a value already stored is not
+        // written again, its time to live is extended (see `ttl`).
+        for chunk in values.chunks(ttl::SCRIPT_BATCH) {
+            let cmd = ttl::put_values(
+                chunk
+                    .iter()
+                    .map(|(d, b)| (self.redis.key('v', d), b.as_ref())),
+            );
+            self.redis.script::<i64>(&ttl::PUT_VALUES, &cmd).await?;
         }
-        let mut conn = self.redis.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(backend)
+        Ok(())
     }
 
     /// By its time to live, which tells when a value nothing holds was
@@ -350,15 +335,23 @@ impl CallStorage for RedisCalls {
     }
 
     async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
-        // One pipeline for the whole batch: each record, then the lives of
+        // One script for the whole batch: each record, then the lives of
         // its values (see `ttl`).
-        let mut pipe = redis::pipe();
-        for (key, record) in records {
-            pipe.add_command(self.set_call(key, record)?).ignore();
-            ttl::hold_values(&mut pipe, record, |d| self.redis.key('v', d));
+        for chunk in records.chunks(ttl::SCRIPT_BATCH) {
+            let calls = chunk
+                .iter()
+                .map(|(key, record)| {
+                    Ok(ttl::CallWrite {
+                        key: self.redis.key('c', key),
+                        bytes: stored_call(record)?,
+                        record,
+                    })
+                })
+                .collect::<Result<Vec<_>, StorageError>>()?;
+            let cmd = ttl::put_calls(&calls, |d| self.redis.key('v', d));
+            self.redis.script::<i64>(&ttl::PUT_CALLS, &cmd).await?;
         }
-        let mut conn = self.redis.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(backend)
+        Ok(())
     }
 
     async fn get_with_result(
@@ -435,23 +428,34 @@ return n .. r .. v",
 const DELETE_IF: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 impl Redis {
+    /// Runs `cmd`, an `EVALSHA` of `script`, loading the script when Redis
+    /// does not know it (its first use, or after a restart) and trying
+    /// again.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.conn.clone();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut conn).await.map_err(backend)?;
+                cmd.query_async(&mut conn).await.map_err(backend)
+            }
+            found => found.map_err(backend),
+        }
+    }
+
     /// Runs the lookup script by its SHA, loading it when Redis does not
     /// know it (the first lookup, or after a restart) and trying again.
     async fn lookup(&self, key: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
-        let mut conn = self.conn.clone();
         let mut evalsha = redis::cmd("EVALSHA");
         evalsha
             .arg(LOOKUP.get_hash())
             .arg(1)
             .arg(self.key('c', key))
             .arg(&self.bus.value_head);
-        match evalsha.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                LOOKUP.load_async(&mut conn).await.map_err(backend)?;
-                evalsha.query_async(&mut conn).await.map_err(backend)
-            }
-            found => found.map_err(backend),
-        }
+        self.script(&LOOKUP, &evalsha).await
     }
 }
 

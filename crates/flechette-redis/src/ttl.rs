@@ -14,6 +14,8 @@
 //!   that is then removed could not be told from one a writer is about to
 //!   refer to.)
 
+use std::sync::LazyLock;
+
 use flechette_core::{CallRecord, DEFAULT_GC_GRACE, Digest, Timestamp};
 
 /// The grace period in milliseconds.
@@ -30,44 +32,98 @@ pub(crate) fn unix_ms(at: Timestamp) -> i64 {
     (at.0 / 1_000).max(1)
 }
 
-/// Stores a value unless present, and claims it anew either way.
-pub(crate) fn put_value(pipe: &mut redis::Pipeline, key: &str, bytes: &[u8]) {
-    pipe.cmd("SET")
-        .arg(key)
-        .arg(bytes)
-        .arg("NX")
-        .arg("PX")
-        .arg(grace_ms())
-        .ignore();
-    pipe.cmd("PEXPIRE")
-        .arg(key)
-        .arg(grace_ms())
-        .arg("GT")
-        .ignore();
+/// How many values or calls one script writes at most: Redis runs a
+/// script alone, so a large batch goes as several.
+pub(crate) const SCRIPT_BATCH: usize = 1_000;
+
+/// Stores each value unless present, and claims a present one anew
+/// (`KEYS`: the values' keys; `ARGV[1]`: the grace period in milliseconds,
+/// then the values' bytes): one command for a whole batch.
+pub(crate) static PUT_VALUES: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "for i = 1, #KEYS do
+  if not redis.call('SET', KEYS[i], ARGV[i + 1], 'NX', 'PX', ARGV[1]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1], 'GT')
+  end
+end
+return #KEYS",
+    )
+});
+
+/// The `EVALSHA` of [`PUT_VALUES`] for `values` (keys and bytes).
+pub(crate) fn put_values<'a>(
+    values: impl ExactSizeIterator<Item = (String, &'a [u8])>,
+) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(PUT_VALUES.get_hash()).arg(values.len());
+    let (keys, bytes): (Vec<String>, Vec<&[u8]>) = values.unzip();
+    cmd.arg(keys).arg(grace_ms()).arg(bytes);
+    cmd
 }
 
-/// Makes the values of `record` live as long as it does.
-pub(crate) fn hold_values(
-    pipe: &mut redis::Pipeline,
-    record: &CallRecord,
-    key_of: impl Fn(&Digest) -> String,
-) {
-    let expires = record
-        .metadata
-        .lifespan
-        .as_ref()
-        .and_then(|l| l.expire_after);
-    let until = expires.map_or_else(|| unix_ms(Timestamp::now()) + FOREVER, unix_ms);
-    let mut digests: Vec<&Digest> = record.value_digests().collect();
-    digests.sort_unstable();
-    digests.dedup();
-    for digest in digests {
-        pipe.cmd("PEXPIREAT")
-            .arg(key_of(digest))
-            .arg(until)
-            .arg("GT")
-            .ignore();
+/// Stores records and makes their values live as long as they do
+/// (`KEYS`: the records' keys, then the keys of each record's values in
+/// turn; `ARGV`: for each record its stored bytes, its expiry in
+/// milliseconds since the epoch or 0, how long its values live, how many
+/// they are): one command for a whole batch.
+pub(crate) static PUT_CALLS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local calls = #ARGV / 4
+local v = calls
+for i = 1, calls do
+  local bytes, pxat, live, n = ARGV[4 * i - 3], tonumber(ARGV[4 * i - 2]), ARGV[4 * i - 1], tonumber(ARGV[4 * i])
+  if pxat > 0 then
+    redis.call('SET', KEYS[i], bytes, 'PXAT', pxat)
+  else
+    redis.call('SET', KEYS[i], bytes)
+  end
+  for j = 1, n do
+    v = v + 1
+    redis.call('PEXPIREAT', KEYS[v], live, 'GT')
+  end
+end
+return calls",
+    )
+});
+
+/// A record for [`put_calls`]: its key, stored bytes and itself.
+pub(crate) struct CallWrite<'a> {
+    pub(crate) key: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) record: &'a CallRecord,
+}
+
+/// The `EVALSHA` of [`PUT_CALLS`] for `calls`; `key_of` names a value.
+pub(crate) fn put_calls(calls: &[CallWrite<'_>], key_of: impl Fn(&Digest) -> String) -> redis::Cmd {
+    let forever = unix_ms(Timestamp::now()) + FOREVER;
+    let mut keys: Vec<String> = calls.iter().map(|c| c.key.clone()).collect();
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(PUT_CALLS.get_hash());
+    let mut args: Vec<(&[u8], i64, i64, usize)> = Vec::with_capacity(calls.len());
+    for call in calls {
+        let expires = call
+            .record
+            .metadata
+            .lifespan
+            .as_ref()
+            .and_then(|l| l.expire_after)
+            .map(unix_ms);
+        let mut digests: Vec<&Digest> = call.record.value_digests().collect();
+        digests.sort_unstable();
+        digests.dedup();
+        keys.extend(digests.iter().map(|d| key_of(d)));
+        args.push((
+            &call.bytes,
+            expires.unwrap_or(0),
+            expires.unwrap_or(forever),
+            digests.len(),
+        ));
     }
+    cmd.arg(keys.len()).arg(keys);
+    for (bytes, pxat, live, n) in args {
+        cmd.arg(bytes).arg(pxat).arg(live).arg(n);
+    }
+    cmd
 }
 
 /// Deletes a value that nothing holds (`gc` asks, having found no record
