@@ -56,6 +56,8 @@ pub struct CachedFnBuilder<A, T = ()> {
     cache: Option<Cache>,
     freshness: Freshness,
     lifespan: Option<LifespanFn<T>>,
+    jitter: Option<f64>,
+    jitter_seed: Option<u64>,
     keep: Option<KeepFn<T>>,
     timeout: Option<Duration>,
     warn_after: Duration,
@@ -72,6 +74,7 @@ impl<A, T> std::fmt::Debug for CachedFnBuilder<A, T> {
             .field("module", &self.module)
             .field("version", &self.version)
             .field("freshness", &self.freshness)
+            .field("jitter", &self.jitter)
             .field("timeout", &self.timeout)
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
@@ -89,6 +92,8 @@ impl CachedFn<(), (), Infallible> {
             cache: None,
             freshness: Freshness::FOREVER,
             lifespan: None,
+            jitter: None,
+            jitter_seed: None,
             keep: None,
             timeout: None,
             warn_after: DEFAULT_WARN_AFTER,
@@ -140,6 +145,26 @@ impl<A: Args, T> CachedFnBuilder<A, T> {
     /// After `d`, a read waits for a fresh value.
     pub fn expire_after(mut self, d: Duration) -> Self {
         self.freshness.expire_after = Some(d);
+        self
+    }
+
+    /// Spreads the lifespans of results computed together: each result's
+    /// `update_after` and `expire_after` (or those of
+    /// [`lifespan`](Self::lifespan)) are shortened by a random part of up
+    /// to `fraction` of them, the same part for both. With `jitter(0.1)` a
+    /// result meant to live a minute lives between 54 and 60 seconds, so
+    /// results filled at one instant (a deploy, a cold start) do not all
+    /// expire at one instant and stampede the upstream together.
+    /// `fraction` is clamped to `0.0..=1.0`; none unless set.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.jitter = Some(fraction);
+        self
+    }
+
+    /// Starts the random sequence of [`jitter`](Self::jitter) at `seed`,
+    /// so that runs repeat (tests); a random seed unless set.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
         self
     }
 
@@ -343,9 +368,16 @@ where
             version: self.version,
             arg_names,
         };
+        let jitter = self.jitter.map(|fraction| {
+            let seed = self
+                .jitter_seed
+                .unwrap_or_else(crate::memo::jitter::random_seed);
+            crate::memo::jitter::Jitter::new(fraction, seed)
+        });
         let policy = Policy {
             freshness: self.freshness,
             lifespan: self.lifespan,
+            jitter,
             keep: self.keep,
             timeout: self.timeout,
             warn_after: self.warn_after,

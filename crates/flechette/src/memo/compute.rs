@@ -247,11 +247,17 @@ where
         self.policy.keep.as_ref().is_none_or(|keep| keep(value))
     }
 
+    /// The lifespan of a result just computed (jittered, when asked).
     pub(super) fn freshness(&self, value: &T) -> Freshness {
-        self.policy
+        let freshness = self
+            .policy
             .lifespan
             .as_ref()
-            .map_or(self.policy.freshness, |f| f(value))
+            .map_or(self.policy.freshness, |f| f(value));
+        match &self.policy.jitter {
+            Some(jitter) => jitter.apply(freshness),
+            None => freshness,
+        }
     }
 
     /// Stores a computed value in the hot tier and the cache, unless the

@@ -8,6 +8,7 @@ mod compute;
 pub(crate) mod flight;
 pub(crate) mod hot;
 mod invalidate;
+pub(crate) mod jitter;
 mod leader;
 pub(crate) mod lru;
 pub(crate) mod policy;
@@ -66,6 +67,8 @@ pub(crate) type KeepFn<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
 pub(crate) struct Policy<T> {
     pub(crate) freshness: Freshness,
     pub(crate) lifespan: Option<LifespanFn<T>>,
+    /// Spreads the lifespans of results computed together.
+    pub(crate) jitter: Option<jitter::Jitter>,
     pub(crate) keep: Option<KeepFn<T>>,
     pub(crate) timeout: Option<Duration>,
     /// A computation running longer than this is reported (once).
