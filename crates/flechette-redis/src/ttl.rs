@@ -38,12 +38,22 @@ pub(crate) const SCRIPT_BATCH: usize = 1_000;
 
 /// Stores each value unless present, and claims a present one anew
 /// (`KEYS`: the values' keys; `ARGV[1]`: the grace period in milliseconds,
-/// then the values' bytes): one command for a whole batch.
+/// `ARGV[2]`: [`FOREVER`], then the values' bytes): one command for a whole
+/// batch. A present value that a record without a lifespan holds (or one
+/// stored before values had a time to live) is held for a century from
+/// now, which records this write for `gc`; another has its grace period
+/// extended.
 pub(crate) static PUT_VALUES: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "for i = 1, #KEYS do
-  if not redis.call('SET', KEYS[i], ARGV[i + 1], 'NX', 'PX', ARGV[1]) then
-    redis.call('PEXPIRE', KEYS[i], ARGV[1], 'GT')
+        "local grace, forever = ARGV[1], tonumber(ARGV[2])
+for i = 1, #KEYS do
+  if not redis.call('SET', KEYS[i], ARGV[i + 2], 'NX', 'PX', grace) then
+    local ttl = redis.call('PTTL', KEYS[i])
+    if ttl == -1 or ttl > forever / 2 then
+      redis.call('PEXPIRE', KEYS[i], forever)
+    else
+      redis.call('PEXPIRE', KEYS[i], grace, 'GT')
+    end
   end
 end
 return #KEYS",
@@ -57,7 +67,7 @@ pub(crate) fn put_values<'a>(
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(PUT_VALUES.get_hash()).arg(values.len());
     let (keys, bytes): (Vec<String>, Vec<&[u8]>) = values.unzip();
-    cmd.arg(keys).arg(grace_ms()).arg(bytes);
+    cmd.arg(keys).arg(grace_ms()).arg(FOREVER).arg(bytes);
     cmd
 }
 

@@ -210,3 +210,41 @@ async fn under_maxmemory_redis_evicts_and_every_call_still_answers_right() {
         assert_eq!(kilobyte.call((i,)).await.unwrap(), expect(i), "call {i}");
     }
 }
+
+#[tokio::test]
+async fn saving_again_a_value_a_removed_call_held_protects_it_from_gc() {
+    // A record without a lifespan held the value an hour ago and was then
+    // removed; a writer saves the value again, on its way to a record of
+    // its own: gc, running meanwhile, keeps it.
+    let server = Server::start();
+    let cache: Cache = flechette_redis::open(&server.url(), "again").unwrap();
+    let arg = cache.save_value(&1u64).await.unwrap();
+    let result = cache.save_value(&"held").await.unwrap();
+    let key = cache
+        .save_record(&lifespan_record("f", &arg, &result, None))
+        .await
+        .unwrap();
+    assert!(cache.evict(&key).await.unwrap());
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let century = 100 * 365 * 24 * 3_600 * 1_000_i64;
+    for digest in [arg, result] {
+        let _: () = redis::cmd("PEXPIRE")
+            .arg(format!("again:v:{digest}"))
+            .arg(century - 3_600_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    cache.save_value(&"held").await.unwrap();
+    let report = cache.gc().await.unwrap();
+    assert_eq!(
+        (report.removed, report.young),
+        (1, 1),
+        "the argument, held an hour ago, goes; the value saved again stays"
+    );
+    assert!(cache.load_encoded(&result).await.unwrap().is_some());
+}

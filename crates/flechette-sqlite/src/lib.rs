@@ -220,7 +220,7 @@ impl ValueStorage for SqliteValues {
                 {
                     let mut insert = tx.prepare_cached(
                         "INSERT INTO vals (digest, bytes, written) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (digest) DO UPDATE SET written = excluded.written",
+                         ON CONFLICT (digest) DO UPDATE SET written = max(written, excluded.written)",
                     )?;
                     for (hex, bytes) in &rows {
                         insert.execute(params![hex, bytes.as_ref(), stamp])?;

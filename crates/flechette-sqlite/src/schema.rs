@@ -84,7 +84,7 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
 /// record itself). Values and calls of such a file count as written and
 /// read long ago.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let has = |table: &str, column: &str| -> rusqlite::Result<bool> {
+    let has = |conn: &Connection, table: &str, column: &str| -> rusqlite::Result<bool> {
         let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
         let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
         for name in names {
@@ -94,13 +94,18 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
         Ok(false)
     };
-    if !has("vals", "written")? {
-        conn.execute_batch("ALTER TABLE vals ADD COLUMN written INTEGER NOT NULL DEFAULT 0")?;
-    }
-    if has("calls", "expire_after")? {
+    if has(conn, "vals", "written")? && has(conn, "calls", "expire_after")? {
         return Ok(());
     }
-    let tx = conn.unchecked_transaction()?;
+    // Another process may be migrating the same file: the write lock first,
+    // then a second look.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    if !has(&tx, "vals", "written")? {
+        tx.execute_batch("ALTER TABLE vals ADD COLUMN written INTEGER NOT NULL DEFAULT 0")?;
+    }
+    if has(&tx, "calls", "expire_after")? {
+        return tx.commit();
+    }
     tx.execute_batch(
         "ALTER TABLE calls ADD COLUMN stored_at INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE calls ADD COLUMN read_at INTEGER NOT NULL DEFAULT 0;

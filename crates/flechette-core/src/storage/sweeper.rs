@@ -22,10 +22,11 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
-    /// A sweeper that runs every `every` once started; `None` for never.
+    /// A sweeper that runs every `every` once started (at least every
+    /// millisecond); `None` for never.
     pub fn new(every: Option<Duration>) -> Self {
         Self {
-            every,
+            every: every.map(|d| d.max(Duration::from_millis(1))),
             running: Arc::new(AtomicBool::new(false)),
             task: Mutex::new(None),
         }

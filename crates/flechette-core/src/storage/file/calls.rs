@@ -1,5 +1,6 @@
 //! Call records as files: the call half of a [`FileStore`](super::FileStore).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -103,7 +104,11 @@ impl FileCalls {
                 index.found_call(key, &record, len);
             }
             if expired(&record, now) {
-                state.drop_call(&mut index, &key)?;
+                // Removed only when the call indexed is expired too: the
+                // file read may be older than a record written since.
+                if index.is_expired(&key, now) {
+                    state.drop_call(&mut index, &key)?;
+                }
                 return Ok(None);
             }
             index.read_call(&key);
@@ -112,25 +117,52 @@ impl FileCalls {
         .await
     }
 
-    /// Indexes records written (their values pinned before), and removes
-    /// what they replaced and what the bound evicts.
+    /// Indexes the records of a batch whose files were written (`done`),
+    /// undoes the pins of the others, and removes what they replaced and
+    /// what the bound evicts.
     fn written(
         state: &State,
-        shards: &Shards,
-        records: Vec<(Digest, CallRecord, Box<[Digest]>, u64)>,
-        all_written: bool,
+        records: Vec<Writing>,
+        done: &HashSet<Digest>,
     ) -> Result<(), StorageError> {
         let mut index = state.index();
         for (key, record, refs, len) in records {
-            if all_written || shards.contains(&key) {
-                let orphans = index.put_call(key, &record, refs, len);
-                state.drop_orphans(&mut index, &orphans)?;
+            index.written(&key);
+            let orphans = if done.contains(&key) {
+                index.put_call(key, &record, refs, len)
             } else {
-                let orphans = index.unpin(&refs, 0);
-                state.drop_orphans(&mut index, &orphans)?;
-            }
+                index.unpin(&refs, 0)
+            };
+            state.drop_orphans(&mut index, &orphans)?;
         }
         state.enforce(&mut index)
+    }
+}
+
+/// A record being written: its key, itself, the values it refers to, the
+/// length of its file.
+type Writing = (Digest, CallRecord, Box<[Digest]>, u64);
+
+/// The pins of a batch of records being written; undone when the write is
+/// abandoned (its future dropped before the files were indexed).
+struct InFlight {
+    state: Arc<State>,
+    records: Option<Vec<Writing>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(records) = self.records.take() else {
+            return;
+        };
+        let mut index = self.state.index();
+        for (key, _, refs, _) in &records {
+            index.written(key);
+            let orphans = index.unpin(refs, 0);
+            if let Err(e) = self.state.drop_orphans(&mut index, &orphans) {
+                tracing::warn!(error = %e, "file cache: could not remove the values of an abandoned write");
+            }
+        }
     }
 }
 
@@ -162,18 +194,24 @@ impl CallStorage for FileCalls {
             indexed.push((*key, record.clone(), refs, bytes.len() as u64));
             files.push((*key, bytes));
         }
-        // Pinned before the files are written: no eviction meanwhile takes
-        // a value these records refer to.
+        // Pinned before the files are written: no eviction or gc meanwhile
+        // takes a value these records refer to, nor removes their calls.
         {
             let mut index = self.state.index();
             for (_, _, refs, _) in &indexed {
                 index.pin(refs);
             }
+            index.writing(indexed.iter().map(|(key, ..)| *key));
         }
-        let outcome = write_many(&self.shards, files, false).await;
-        let (state, shards) = (Arc::clone(&self.state), self.shards.clone());
-        let all_written = outcome.is_ok();
-        blocking(move || Self::written(&state, &shards, indexed, all_written)).await?;
+        let mut in_flight = InFlight {
+            state: Arc::clone(&self.state),
+            records: Some(indexed),
+        };
+        let (done, outcome) = write_many(&self.shards, files, false).await;
+        let records = in_flight.records.take().unwrap_or_default();
+        let state = Arc::clone(&self.state);
+        let done: HashSet<Digest> = done.into_iter().collect();
+        blocking(move || Self::written(&state, records, &done)).await?;
         outcome
     }
 

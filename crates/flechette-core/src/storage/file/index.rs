@@ -37,6 +37,8 @@ struct IxValue {
     disk: u64,
     refs: u32,
     written: u64,
+    /// When this store last claimed it, on the lifespan clock.
+    claimed: Option<Timestamp>,
 }
 
 /// The values a removed call leaves behind, to remove with it.
@@ -46,6 +48,8 @@ pub(super) type Orphans = Vec<Digest>;
 pub(super) struct Index {
     calls: IndexMap<Digest, IxCall>,
     values: HashMap<Digest, IxValue>,
+    /// Calls whose files are being written: nothing removes them meanwhile.
+    writing: HashMap<Digest, u32>,
     used: u64,
     tick: u64,
     cursor: usize,
@@ -90,10 +94,11 @@ impl Index {
 
     /// A value about to be written (or found written): its write is a new
     /// claim on it, so that no call stored before it takes it away.
-    pub(super) fn claim_value(&mut self, digest: Digest, len: u64) {
+    pub(super) fn claim_value(&mut self, digest: Digest, len: u64, now: Timestamp) {
         let tick = self.tick();
         let entry = self.values.entry(digest).or_default();
         entry.written = tick;
+        entry.claimed = Some(now);
         if entry.disk == 0 {
             entry.disk = disk(len);
             self.used += entry.disk;
@@ -106,6 +111,42 @@ impl Index {
         if self.values.get(digest).is_some_and(|v| v.refs == 0) {
             self.forget_value(digest);
         }
+    }
+
+    /// Whether `gc` may remove the value `digest`, written before `before`
+    /// as far as its file tells: not while a call (or a record being
+    /// written) refers to it, nor when this store claimed it at or after
+    /// `before` (a writer's claim comes before it touches the file).
+    pub(super) fn collectable(&self, digest: &Digest, before: Timestamp) -> bool {
+        self.values
+            .get(digest)
+            .is_none_or(|v| v.refs == 0 && v.claimed.is_none_or(|at| at < before))
+    }
+
+    /// Notes that the files of `keys` are being written.
+    pub(super) fn writing(&mut self, keys: impl Iterator<Item = Digest>) {
+        for key in keys {
+            *self.writing.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Notes that the file of `key` is no longer being written.
+    pub(super) fn written(&mut self, key: &Digest) {
+        if let Some(n) = self.writing.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.writing.remove(key);
+            }
+        }
+    }
+
+    /// Whether the call `key` is past its `expire_after` at `now`, as
+    /// known (a record read may be older than the one indexed).
+    pub(super) fn is_expired(&self, key: &Digest, now: Timestamp) -> bool {
+        self.calls
+            .get(key)
+            .and_then(|c| c.expires)
+            .is_some_and(|at| at <= now)
     }
 
     /// A value removed from disk.
@@ -198,6 +239,9 @@ impl Index {
     /// values only it referred to (and not written again since it was
     /// stored), to remove with it.
     pub(super) fn remove_call(&mut self, key: &Digest) -> Option<Orphans> {
+        if self.writing.contains_key(key) {
+            return None;
+        }
         let call = self.calls.swap_remove(key)?;
         Some(self.release(call))
     }

@@ -249,14 +249,15 @@ const BATCH_WRITERS: usize = 8;
 
 /// Writes many files (each atomically), on several blocking threads;
 /// `skip_present` skips a digest whose file exists (a value, whose content
-/// never changes), marking it written now instead.
+/// never changes), marking it written now instead. Returns the digests
+/// written (or found present), and the first failure.
 pub(super) async fn write_many(
     shards: &Shards,
     files: Vec<(Digest, Bytes)>,
     skip_present: bool,
-) -> Result<(), StorageError> {
+) -> (Vec<Digest>, Result<(), StorageError>) {
     if files.is_empty() {
-        return Ok(());
+        return (Vec::new(), Ok(()));
     }
     let per_thread = files.len().div_ceil(BATCH_WRITERS);
     let mut files = files.into_iter();
@@ -268,27 +269,35 @@ pub(super) async fn write_many(
         }
         let shards = shards.clone();
         threads.push(tokio::task::spawn_blocking(move || {
+            let mut done = Vec::with_capacity(chunk.len());
             for (digest, bytes) in chunk {
                 // A value already there is claimed anew, not written again.
-                if skip_present && shards.touch(&digest)? {
-                    continue;
+                let present = match skip_present.then(|| shards.touch(&digest)) {
+                    Some(Err(e)) => return (done, Err(e)),
+                    Some(Ok(present)) => present,
+                    None => false,
+                };
+                if !present && let Err(e) = shards.write(&digest, &bytes) {
+                    return (done, Err(e));
                 }
-                shards.write(&digest, &bytes)?;
+                done.push(digest);
             }
-            Ok(())
+            (done, Ok(()))
         }));
     }
     let mut outcome = Ok(());
+    let mut written = Vec::new();
     for thread in threads {
-        let written = thread
-            .await
-            .map_err(|e| StorageError::Backend(Box::new(e)))
-            .and_then(|r| r);
+        let (done, result) = match thread.await {
+            Ok(finished) => finished,
+            Err(e) => (Vec::new(), Err(StorageError::Backend(Box::new(e)))),
+        };
+        written.extend(done);
         if outcome.is_ok() {
-            outcome = written;
+            outcome = result;
         }
     }
-    outcome
+    (written, outcome)
 }
 
 pub(super) async fn blocking<T: Send + 'static>(

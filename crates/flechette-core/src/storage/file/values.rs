@@ -37,10 +37,10 @@ impl FileValues {
     }
 }
 
-/// Claims `values` in the index (see `Index::claim_value`).
-fn claim(index: &mut Index, values: &[(Digest, Bytes)]) {
+/// Claims `values` in the index (see `Index::claim_value`) at `now`.
+fn claim(index: &mut Index, values: &[(Digest, Bytes)], now: Timestamp) {
     for (digest, bytes) in values {
-        index.claim_value(*digest, bytes.len() as u64);
+        index.claim_value(*digest, bytes.len() as u64, now);
     }
 }
 
@@ -64,8 +64,9 @@ impl ValueStorage for FileValues {
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
         let (state, digest) = (Arc::clone(&self.state), *digest);
         let shards = self.shards.clone();
+        let now = crate::clock::now();
         blocking(move || {
-            claim(&mut state.index(), &[(digest, bytes.clone())]);
+            claim(&mut state.index(), &[(digest, bytes.clone())], now);
             if let Err(e) = shards.write(&digest, &bytes) {
                 state.index().unclaim_value(&digest);
                 return Err(e);
@@ -81,20 +82,24 @@ impl ValueStorage for FileValues {
     }
 
     async fn put_many(&self, values: &[(Digest, Bytes)]) -> Result<(), StorageError> {
-        // Claimed before they are written: no eviction meanwhile takes a
-        // present one away from the record that will refer to it.
-        claim(&mut self.state.index(), values);
-        let written = write_many(&self.shards, values.to_vec(), true).await;
-        let (state, shards, values) = (
-            Arc::clone(&self.state),
-            self.shards.clone(),
-            values.to_vec(),
-        );
+        // Claimed before they are written (on the blocking pool: the index
+        // may be held there by an eviction): no eviction or gc meanwhile
+        // takes a present one away from the record that will refer to it.
+        let (state, values) = (Arc::clone(&self.state), values.to_vec());
+        let now = crate::clock::now();
+        let values = blocking(move || {
+            claim(&mut state.index(), &values, now);
+            Ok(values)
+        })
+        .await?;
+        let (done, written) = write_many(&self.shards, values.clone(), true).await;
+        let state = Arc::clone(&self.state);
         blocking(move || {
             let mut index = state.index();
             if written.is_err() {
+                let done: std::collections::HashSet<Digest> = done.into_iter().collect();
                 for (digest, _) in &values {
-                    if !shards.contains(digest) {
+                    if !done.contains(digest) {
                         index.unclaim_value(digest);
                     }
                 }
@@ -117,8 +122,10 @@ impl ValueStorage for FileValues {
     }
 
     /// By the file's modification time (a store of a present value sets
-    /// it). The index is locked meanwhile, so no claim of this store comes
-    /// between the look and the removal.
+    /// it) and, for this store's own writers, the time of their claim,
+    /// which comes before they touch the file: the index is locked from the
+    /// look to the removal. A value a call, or a record being written,
+    /// refers to is never removed.
     async fn remove_if_written_before(
         &self,
         digest: &Digest,
@@ -128,7 +135,9 @@ impl ValueStorage for FileValues {
         let shards = self.shards.clone();
         blocking(move || {
             let mut index = state.index();
-            if shards.written(&digest)?.is_none_or(|at| at >= before) {
+            if !index.collectable(&digest, before)
+                || shards.written(&digest)?.is_none_or(|at| at >= before)
+            {
                 return Ok(false);
             }
             index.forget_value(&digest);
