@@ -618,3 +618,21 @@ pub async fn check_gc_while_writing(rounds: usize, mut fresh: impl FnMut() -> Ca
         assert!(cache.load_encoded(&orphan).await.unwrap().is_none());
     }
 }
+
+/// A call stored again with another result (a refresh) takes the old
+/// result with it, and keeps the argument both refer to. For backends that
+/// know which calls refer to a value (memory, files, SQLite).
+pub async fn check_replaced_call_values(cache: Cache) {
+    let first = save_lifespan_call(&cache, "refreshed", 1, "old result", None).await;
+    let second = save_lifespan_call(&cache, "refreshed", 1, "new result", None).await;
+    assert_eq!(first, second, "one call, stored twice");
+    cache.flush().await;
+    let old = digest(&"old result").expect("encodes");
+    assert!(
+        cache.load_encoded(&old).await.unwrap().is_none(),
+        "the replaced result went with the old record"
+    );
+    let lazy = cache.load(&second).await.unwrap().expect("stored");
+    assert_eq!(lazy.result::<String>().await.unwrap(), "new result");
+    assert_eq!(lazy.arguments().get::<u64>("x").await.unwrap(), 1);
+}

@@ -211,6 +211,17 @@ pub(crate) fn remove_with_values(
     {
         return Ok(None);
     }
+    let candidates = values_of(tx, key, result)?;
+    schema::remove_call(tx, key)?;
+    drop_orphans(tx, &candidates, stored_at).map(Some)
+}
+
+/// The values the call `key` refers to: its arguments' and `result`.
+pub(crate) fn values_of(
+    tx: &Transaction<'_>,
+    key: &str,
+    result: String,
+) -> rusqlite::Result<Vec<String>> {
     let mut candidates: Vec<String> = tx
         .prepare_cached("SELECT digest FROM arguments WHERE key = ?1")?
         .query_map([key], |r| r.get(0))?
@@ -218,17 +229,27 @@ pub(crate) fn remove_with_values(
     candidates.push(result);
     candidates.sort_unstable();
     candidates.dedup();
-    schema::remove_call(tx, key)?;
+    Ok(candidates)
+}
+
+/// Removes each of `candidates`, values a removed call stored at
+/// `stored_at` referred to, that no call refers to any more and that was
+/// not written since; how many.
+pub(crate) fn drop_orphans(
+    tx: &Transaction<'_>,
+    candidates: &[String],
+    stored_at: i64,
+) -> rusqlite::Result<usize> {
     let mut delete = tx.prepare_cached(
         "DELETE FROM vals WHERE digest = ?1 AND written <= ?2
            AND NOT EXISTS (SELECT 1 FROM calls WHERE result = ?1)
            AND NOT EXISTS (SELECT 1 FROM arguments WHERE digest = ?1)",
     )?;
     let mut values = 0;
-    for digest in &candidates {
+    for digest in candidates {
         values += delete.execute(params![digest, stored_at])?;
     }
-    Ok(Some(values))
+    Ok(values)
 }
 
 /// Removes up to `budget` calls past their `expire_after` at `now`, with

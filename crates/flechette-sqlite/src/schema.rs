@@ -170,8 +170,14 @@ pub(crate) fn put_call(
         stamp,
         expire_after
     ];
+    // A record that was there is replaced with its index rows; the values
+    // only it referred to go once the new record's rows are in.
+    let mut replaced = None;
     if tx.prepare_cached(insert)?.execute(row)? == 0 {
-        // A record was there: replace it and its index rows.
+        let (stored_at, result): (i64, String) = tx
+            .prepare_cached("SELECT stored_at, result FROM calls WHERE key = ?1")?
+            .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        replaced = Some((crate::bounds::values_of(tx, &key, result)?, stored_at));
         remove_call(tx, &key)?;
         tx.prepare_cached(insert)?.execute(row)?;
     }
@@ -190,6 +196,9 @@ pub(crate) fn put_call(
         tx.prepare_cached("INSERT INTO metadata (key, entry, value) VALUES (?1, ?2, ?3)")?;
     for (k, v) in &meta.extra {
         entry.execute(params![key, k, v.to_string()])?;
+    }
+    if let Some((candidates, stored_at)) = replaced {
+        crate::bounds::drop_orphans(tx, &candidates, stored_at)?;
     }
     Ok(())
 }

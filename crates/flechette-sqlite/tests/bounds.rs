@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use flechette_core::conformance::{
-    check_capacity, check_expiry, check_gc_while_writing, eventually, lifespan_record,
-    save_lifespan_call,
+    check_capacity, check_expiry, check_gc_while_writing, check_replaced_call_values, eventually,
+    lifespan_record, save_lifespan_call,
 };
 use flechette_core::encoding::to_vec;
 use flechette_core::storage::{CallStorage, ValueStorage, encode_record};
@@ -288,4 +288,11 @@ async fn gc_beside_eight_writers_loses_no_value() {
         flechette_sqlite::open(dir.path().join(format!("{n}.sqlite"))).unwrap()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_call_stored_again_takes_its_old_result_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = unswept(&dir);
+    check_replaced_call_values(Cache::new(db.values(), db.calls())).await;
 }
