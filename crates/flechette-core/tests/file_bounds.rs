@@ -139,3 +139,37 @@ async fn eviction_keeps_the_calls_read_and_the_bound_and_a_reopened_store_knows_
     assert_eq!(reopened.calls_len(), calls);
     assert_eq!(reopened.used_bytes(), used, "{values} values");
 }
+
+#[tokio::test(start_paused = true)]
+async fn over_its_bound_a_store_takes_old_values_no_call_refers_to_before_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let max_bytes: u64 = 256 << 10;
+    let store = FileStore::builder(dir.path())
+        .max_bytes(max_bytes)
+        .sweep_interval(None)
+        .open()
+        .unwrap();
+    let cache = Cache::new(store.values(), store.calls());
+    let mut loose = Vec::new();
+    for i in 0..24u64 {
+        loose.push(
+            cache
+                .save_value(&vec![u8::try_from(i).unwrap(); 5_000])
+                .await
+                .unwrap(),
+        );
+    }
+    // Older than gc's grace period: nobody is about to refer to them.
+    tokio::time::advance(Duration::from_secs(301)).await;
+    let mut calls = Vec::new();
+    for i in 0..8u64 {
+        calls.push(save_lifespan_call(&cache, "kept", i, &format!("r{i}"), None).await);
+    }
+    cache.flush().await;
+    for key in &calls {
+        assert!(cache.load(key).await.unwrap().is_some(), "the calls stay");
+    }
+    let left = store.values().list(None).await.unwrap().len();
+    assert!(left < 24 + 16, "old loose values went: {left} values left");
+    assert!(store.used_bytes() <= max_bytes);
+}

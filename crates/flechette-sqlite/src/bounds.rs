@@ -130,7 +130,7 @@ pub(crate) fn after_write(
         }
         tx.commit()?;
     }
-    evict(conn, state, max)
+    evict(conn, state, max, now)
 }
 
 /// Bytes of the file's pages in use (free pages, which SQLite reuses, not
@@ -148,7 +148,9 @@ pub(crate) fn in_use_bytes(conn: &Connection) -> rusqlite::Result<u64> {
 /// calls from a random key on and evicts the least recently read quarter
 /// of them. Once over the bound, it goes down to 15/16 of it, so that the
 /// next writes do not evict again at once.
-fn evict(conn: &mut Connection, state: &State, max: u64) -> rusqlite::Result<usize> {
+fn evict(conn: &mut Connection, state: &State, max: u64, now: i64) -> rusqlite::Result<usize> {
+    let grace = i64::try_from(flechette_core::DEFAULT_GC_GRACE.as_micros()).unwrap_or(i64::MAX);
+    let before = now.saturating_sub(grace);
     let mut evicted = 0;
     for round in 0..MAX_ROUNDS {
         let limit = if round == 0 { max } else { max - max / 16 };
@@ -156,6 +158,12 @@ fn evict(conn: &mut Connection, state: &State, max: u64) -> rusqlite::Result<usi
             break;
         }
         let tx = conn.transaction()?;
+        // Values no call refers to go first, once older than gc's grace
+        // period: a bound filled by them must not take every call.
+        if drop_loose(&tx, state, before)? > 0 {
+            tx.commit()?;
+            continue;
+        }
         let start = state.sample_start();
         let mut sample = sampled(&tx, "key >= ?1", &start, SAMPLE)?;
         if sample.len() < SAMPLE {
@@ -175,6 +183,27 @@ fn evict(conn: &mut Connection, state: &State, max: u64) -> rusqlite::Result<usi
         tx.commit()?;
     }
     Ok(evicted)
+}
+
+/// Of values sampled from a random digest on, removes those no call refers
+/// to and last written before `before`; how many.
+fn drop_loose(tx: &Transaction<'_>, state: &State, before: i64) -> rusqlite::Result<usize> {
+    let start = state.sample_start();
+    let sample: Vec<(String, i64)> = tx
+        .prepare_cached(
+            "SELECT digest, written FROM vals WHERE digest >= ?1 ORDER BY digest LIMIT ?2",
+        )?
+        .query_map(params![start, SAMPLE as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let old: Vec<String> = sample
+        .into_iter()
+        .filter(|(_, written)| *written < before)
+        .map(|(digest, _)| digest)
+        .collect();
+    // `drop_orphans` removes a value written up to the time given.
+    drop_orphans(tx, &old, before - 1)
 }
 
 fn sampled(

@@ -296,3 +296,32 @@ async fn a_call_stored_again_takes_its_old_result_with_it() {
     let db = unswept(&dir);
     check_replaced_call_values(Cache::new(db.values(), db.calls())).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn over_its_bound_a_file_takes_old_values_no_call_refers_to_before_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let max_bytes: u64 = 512 << 10;
+    let db = Sqlite::builder(dir.path().join("c.sqlite"))
+        .max_bytes(max_bytes)
+        .sweep_interval(None)
+        .open()
+        .unwrap();
+    let cache = Cache::new(db.values(), db.calls());
+    for i in 0..120u64 {
+        cache
+            .save_value(&vec![u8::try_from(i).unwrap(); 5_000])
+            .await
+            .unwrap();
+    }
+    // Older than gc's grace period: nobody is about to refer to them.
+    tokio::time::advance(std::time::Duration::from_secs(301)).await;
+    let mut calls = Vec::new();
+    for i in 0..8u64 {
+        calls.push(save_lifespan_call(&cache, "kept", i, &format!("r{i}"), None).await);
+    }
+    cache.flush().await;
+    for key in &calls {
+        assert!(cache.load(key).await.unwrap().is_some(), "the calls stay");
+    }
+    assert!(db.used_bytes().await.unwrap() <= max_bytes);
+}

@@ -47,7 +47,7 @@ pub(super) type Orphans = Vec<Digest>;
 #[derive(Debug, Default)]
 pub(super) struct Index {
     calls: IndexMap<Digest, IxCall>,
-    values: HashMap<Digest, IxValue>,
+    values: IndexMap<Digest, IxValue>,
     /// Calls whose files are being written: nothing removes them meanwhile.
     writing: HashMap<Digest, u32>,
     used: u64,
@@ -151,7 +151,7 @@ impl Index {
 
     /// A value removed from disk.
     pub(super) fn forget_value(&mut self, digest: &Digest) {
-        if let Some(v) = self.values.remove(digest) {
+        if let Some(v) = self.values.swap_remove(digest) {
             self.used -= v.disk;
         }
     }
@@ -251,6 +251,34 @@ impl Index {
         self.unpin(&call.refs, call.stored)
     }
 
+    /// The next number of the sampling sequence, below `n` (not 0).
+    fn sample_index(&mut self, n: usize) -> usize {
+        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        usize::try_from((z ^ (z >> 31)) % n as u64).unwrap_or(0)
+    }
+
+    /// Of a few sampled values, those no call refers to and that were not
+    /// claimed at or after `before` (a writer may be about to refer to
+    /// them): what a bound takes before it evicts calls.
+    pub(super) fn loose_values(&mut self, before: Timestamp) -> Vec<Digest> {
+        let n = self.values.len();
+        let mut found = Vec::new();
+        for _ in 0..SAMPLES.min(n) {
+            let i = self.sample_index(n);
+            if let Some((digest, v)) = self.values.get_index(i)
+                && v.refs == 0
+                && v.claimed.is_none_or(|at| at < before)
+                && !found.contains(digest)
+            {
+                found.push(*digest);
+            }
+        }
+        found
+    }
+
     /// The least recently read of a few sampled calls, to evict.
     pub(super) fn victim(&mut self) -> Option<Digest> {
         let n = self.calls.len();
@@ -259,11 +287,7 @@ impl Index {
         }
         let mut best: Option<(u64, Digest)> = None;
         for _ in 0..SAMPLES.min(n) {
-            self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            let i = usize::try_from((z ^ (z >> 31)) % n as u64).unwrap_or(0);
+            let i = self.sample_index(n);
             let (key, call) = self.calls.get_index(i)?;
             if best.is_none_or(|(read, _)| call.read < read) {
                 best = Some((call.read, *key));

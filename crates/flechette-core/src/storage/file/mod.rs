@@ -152,6 +152,10 @@ impl FileStore {
     }
 }
 
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// The directories of a store, its index and its sweeper.
 #[derive(Debug)]
 struct State {
@@ -243,7 +247,16 @@ impl State {
         let Some(max) = self.max_bytes else {
             return Ok(());
         };
+        // Values no call refers to go first, once older than gc's grace
+        // period (a writer may be about to refer to a younger one): a bound
+        // filled by them must not take every call.
+        let before = Timestamp(crate::clock::now().0 - micros(crate::DEFAULT_GC_GRACE));
         while index.used() > max {
+            let loose = index.loose_values(before);
+            if !loose.is_empty() {
+                self.drop_orphans(index, &loose)?;
+                continue;
+            }
             let Some(victim) = index.victim() else { break };
             self.drop_call(index, &victim)?;
         }
