@@ -321,13 +321,7 @@ pub async fn check_cache(cache: Cache) {
         );
     }
     // Without a grace period: the loose value was written just now.
-    let report = cache
-        .gc_with(
-            crate::GcOptions::new().grace(std::time::Duration::ZERO),
-            |_| {},
-        )
-        .await
-        .unwrap();
+    let report = gc_now(&cache).await;
     assert_eq!(
         (report.kept, report.removed),
         (2, 1),
@@ -607,13 +601,7 @@ pub async fn check_gc_while_writing(rounds: usize, mut fresh: impl FnMut() -> Ca
         // older than the start of the gc even where write times are
         // milliseconds (Redis).
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        let report = cache
-            .gc_with(
-                crate::GcOptions::new().grace(std::time::Duration::ZERO),
-                |_| {},
-            )
-            .await
-            .unwrap();
+        let report = gc_now(&cache).await;
         assert_eq!((report.kept, report.removed), (64, 1), "round {round}");
         assert!(cache.load_encoded(&orphan).await.unwrap().is_none());
     }
@@ -635,4 +623,10 @@ pub async fn check_replaced_call_values(cache: Cache) {
     let lazy = cache.load(&second).await.unwrap().expect("stored");
     assert_eq!(lazy.result::<String>().await.unwrap(), "new result");
     assert_eq!(lazy.arguments().get::<u64>("x").await.unwrap(), 1);
+}
+
+/// `gc` without a grace period.
+async fn gc_now(cache: &Cache) -> crate::GcReport {
+    let now = crate::GcOptions::new().grace(std::time::Duration::ZERO);
+    cache.gc_with(now, |_| {}).await.unwrap()
 }

@@ -134,6 +134,16 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
+    /// Whether the call is past its `expire_after` at `now`; never for a
+    /// record without one.
+    pub fn expired_at(&self, now: Timestamp) -> bool {
+        self.metadata
+            .lifespan
+            .as_ref()
+            .and_then(|l| l.expire_after)
+            .is_some_and(|at| at <= now)
+    }
+
     /// The call key: covers name, module, version and argument digests —
     /// never metadata or result.
     pub fn key(&self) -> Digest {

@@ -422,7 +422,7 @@ impl CallStorage for SqliteCalls {
         Ok(rows
             .iter()
             .filter_map(|(k, b)| decoded(k, b))
-            .filter(|(_, r)| !expires_by(r, now) && query.matches(r))
+            .filter(|(_, r)| !r.expired_at(now) && query.matches(r))
             .collect())
     }
 
@@ -434,23 +434,13 @@ impl CallStorage for SqliteCalls {
     }
 }
 
-/// Whether `record` is past its `expire_after` at `now`.
-fn expires_by(record: &CallRecord, now: flechette_core::Timestamp) -> bool {
-    record
-        .metadata
-        .lifespan
-        .as_ref()
-        .and_then(|l| l.expire_after)
-        .is_some_and(|at| at <= now)
-}
-
 impl SqliteCalls {
     /// Whether the call `key` (hex), read as `record`, is past its
     /// `expire_after`: it is then removed, with the values only it
     /// referred to, and reads as a miss.
     async fn expired(&self, key: &str, record: &CallRecord) -> Result<bool, StorageError> {
         let now = flechette_core::clock::now();
-        if !expires_by(record, now) {
+        if !record.expired_at(now) {
             return Ok(false);
         }
         let key = key.to_owned();

@@ -46,15 +46,6 @@ fn read_or_none(shards: &Shards, key: &Digest) -> Result<Option<(CallRecord, u64
     }
 }
 
-fn expired(record: &CallRecord, now: Timestamp) -> bool {
-    record
-        .metadata
-        .lifespan
-        .as_ref()
-        .and_then(|l| l.expire_after)
-        .is_some_and(|at| at <= now)
-}
-
 impl FileCalls {
     /// Opens (creating if needed) the record directory `dir` on its own,
     /// unbounded ([`FileStore`](super::FileStore) opens values and calls
@@ -103,7 +94,7 @@ impl FileCalls {
             if !index.knows(&key) {
                 index.found_call(key, &record, len);
             }
-            if expired(&record, now) {
+            if record.expired_at(now) {
                 // Removed only when the call indexed is expired too: the
                 // file read may be older than a record written since.
                 if index.is_expired(&key, now) {
@@ -239,7 +230,7 @@ impl CallStorage for FileCalls {
             let mut out = Vec::new();
             for key in shards.list(None)? {
                 if let Some((record, _)) = read_or_none(&shards, &key)?
-                    && !expired(&record, now)
+                    && !record.expired_at(now)
                     && query.matches(&record)
                 {
                     out.push((key, record));
