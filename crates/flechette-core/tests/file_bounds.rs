@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use flechette_core::conformance::{eventually, save_lifespan_call};
+use flechette_core::conformance::save_lifespan_call;
 use flechette_core::storage::{CallStorage, FileStore, ValueStorage};
 use flechette_core::{Cache, Digest};
 
@@ -71,13 +71,14 @@ async fn the_periodic_sweep_removes_expired_calls_nobody_reads() {
     tokio::time::advance(Duration::from_secs(29)).await;
     assert_eq!(store.calls_len(), 101, "no sweep before 30 s");
     tokio::time::advance(Duration::from_secs(2)).await;
-    eventually("the first sweep", || async { store.calls_len() < 101 }).await;
+    store.sweeps_finished(1).await;
     let left = store.calls_len();
     assert!((37..=38).contains(&left), "64 examined: {left} left");
     tokio::time::advance(Duration::from_secs(28)).await;
     assert_eq!(store.calls_len(), left, "no sweep between");
     tokio::time::advance(Duration::from_secs(2)).await;
-    eventually("the second sweep", || async { store.calls_len() == 1 }).await;
+    store.sweeps_finished(2).await;
+    assert_eq!(store.calls_len(), 1, "the second sweep removed the rest");
     assert_eq!(counts(&store).await, (1, 2), "the kept call and its values");
 }
 

@@ -114,6 +114,16 @@ impl Sqlite {
         self.run(|conn| bounds::in_use_bytes(conn)).await
     }
 
+    /// Waits until `n` periodic sweeps have finished (see
+    /// [`Sweeper::finished`](flechette_core::storage::Sweeper::finished)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn sweeps_finished(&self, n: u64) {
+        self.state.sweeper.finished(n).await;
+    }
+
     /// SQLite's plan for `query` (`EXPLAIN QUERY PLAN`), one step a line:
     /// how a query is pushed down.
     ///

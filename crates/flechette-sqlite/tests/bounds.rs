@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use flechette_core::conformance::{
-    check_capacity, check_expiry, check_gc_while_writing, check_replaced_call_values, eventually,
+    check_capacity, check_expiry, check_gc_while_writing, check_replaced_call_values,
     lifespan_record, save_lifespan_call,
 };
 use flechette_core::encoding::to_vec;
@@ -103,12 +103,13 @@ async fn the_periodic_sweep_removes_expired_calls_nobody_reads() {
     tokio::time::advance(Duration::from_secs(29)).await;
     assert_eq!(counts(&db).await.0, 101, "no sweep before 30 s");
     tokio::time::advance(Duration::from_secs(2)).await;
-    eventually("the first sweep", || async { counts(&db).await.0 < 101 }).await;
+    db.sweeps_finished(1).await;
     assert_eq!(counts(&db).await.0, 37, "64 expired calls removed");
     tokio::time::advance(Duration::from_secs(28)).await;
     assert_eq!(counts(&db).await.0, 37, "no sweep between");
     tokio::time::advance(Duration::from_secs(2)).await;
-    eventually("the second sweep", || async { counts(&db).await.0 == 1 }).await;
+    db.sweeps_finished(2).await;
+    assert_eq!(counts(&db).await.0, 1, "the second sweep removed the rest");
     assert_eq!(counts(&db).await, (1, 2), "the kept call and its values");
     drop((cache, db));
 }

@@ -191,26 +191,6 @@ pub async fn save_lifespan_call(
         .unwrap()
 }
 
-/// Waits until `done` says so: for work a storage does on the blocking
-/// pool by itself (a periodic sweep), which a paused test clock does not
-/// wait for. Between looks the runtime runs its other tasks and this thread
-/// sleeps a millisecond of real time (the paused clock stands still); after
-/// 30 s of real time it panics with `what`.
-pub async fn eventually<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..30_000 {
-        if done().await {
-            return;
-        }
-        tokio::task::yield_now().await;
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    panic!("gave up waiting for {what}");
-}
-
 /// `gc` on a live cache: eight tasks write calls (values, a yield, then the
 /// record, as a writer between values and record is) while `gc` runs again
 /// and again; no value of a completed call is lost. Then a `gc` without a

@@ -25,7 +25,7 @@ mod bounds;
 
 use bounds::gc_now;
 pub use bounds::{
-    check_capacity, check_expiry, check_gc_while_writing, check_replaced_call_values, eventually,
+    check_capacity, check_expiry, check_gc_while_writing, check_replaced_call_values,
     lifespan_record, save_lifespan_call,
 };
 

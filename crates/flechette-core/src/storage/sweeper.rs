@@ -2,7 +2,7 @@
 //! first used the storage, which stops with the storage.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,14 @@ pub struct Sweeper {
     every: Option<Duration>,
     running: Arc<AtomicBool>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
+    done: Arc<Done>,
+}
+
+/// How many periodic sweeps have finished, and who waits for more.
+#[derive(Debug, Default)]
+struct Done {
+    count: AtomicU64,
+    notify: tokio::sync::Notify,
 }
 
 impl Sweeper {
@@ -29,12 +37,35 @@ impl Sweeper {
             every: every.map(|d| d.max(Duration::from_millis(1))),
             running: Arc::new(AtomicBool::new(false)),
             task: Mutex::new(None),
+            done: Arc::default(),
         }
     }
 
     /// How often it runs; `None` for never.
     pub fn every(&self) -> Option<Duration> {
         self.every
+    }
+
+    /// How many periodic sweeps have finished.
+    pub fn sweeps(&self) -> u64 {
+        self.done.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until `n` periodic sweeps have finished (all of their work
+    /// done, on the blocking pool too): for tests on a paused clock, which
+    /// do not wait for the blocking pool by themselves.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn finished(&self, n: u64) {
+        loop {
+            let notified = self.done.notify.notified();
+            if self.sweeps() >= n {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Whether [`ensure`](Self::ensure) would start a task: the sweeper
@@ -62,6 +93,7 @@ impl Sweeper {
             return;
         };
         let stopped = Stopped(Arc::clone(&self.running));
+        let done = Arc::clone(&self.done);
         let task = runtime.spawn(async move {
             let _stopped = stopped;
             let mut ticks = tokio::time::interval(every);
@@ -71,6 +103,8 @@ impl Sweeper {
                 ticks.tick().await;
                 let Some(work) = tick() else { return };
                 work.await;
+                done.count.fetch_add(1, Ordering::AcqRel);
+                done.notify.notify_waiters();
             }
         });
         *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());

@@ -150,6 +150,16 @@ impl FileStore {
     pub fn calls_len(&self) -> usize {
         self.state.index().calls_len()
     }
+
+    /// Waits until `n` periodic sweeps have finished (see
+    /// [`Sweeper::finished`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn sweeps_finished(&self, n: u64) {
+        self.state.sweeper.finished(n).await;
+    }
 }
 
 fn micros(d: Duration) -> i64 {
