@@ -362,7 +362,7 @@ where
                 value,
                 deadlines,
                 owner: flight.id,
-                call_key: *call_key,
+                call: call_tag(call_key),
             },
         );
         if flight.mark.is_set() {

@@ -98,11 +98,63 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a == b
 }
 
+/// How many key bytes an owned key keeps in place.
+const KEY_INLINE: usize = 22;
+
+/// The argument bytes of an owned key: in place when short (the common
+/// key of a number or a short string costs no allocation), else boxed.
+#[derive(Clone)]
+pub(crate) enum KeyBytes {
+    Inline { len: u8, bytes: [u8; KEY_INLINE] },
+    Boxed(Box<[u8]>),
+}
+
+impl From<&[u8]> for KeyBytes {
+    fn from(b: &[u8]) -> Self {
+        if b.len() <= KEY_INLINE {
+            let mut bytes = [0; KEY_INLINE];
+            bytes[..b.len()].copy_from_slice(b);
+            Self::Inline {
+                len: b.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Boxed(b.into())
+        }
+    }
+}
+
+impl std::ops::Deref for KeyBytes {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Boxed(b) => b,
+        }
+    }
+}
+
+impl PartialEq for KeyBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for KeyBytes {}
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// A key of the tier, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HotKey {
     pub(crate) cache: u64,
-    pub(crate) args: Box<[u8]>,
+    pub(crate) args: KeyBytes,
 }
 
 /// A key of the tier, borrowed for lookups.
@@ -147,8 +199,19 @@ pub(crate) struct HotEntry<T> {
     pub(crate) deadlines: Deadlines<Instant>,
     /// The flight that put it here.
     pub(crate) owner: u64,
-    /// The call it is the result of.
-    pub(crate) call_key: flechette_core::Digest,
+    /// The call it is the result of, by the first eight bytes of its key
+    /// (see [`call_tag`]).
+    pub(crate) call: u64,
+}
+
+/// A call key shortened for the tier: the first eight bytes of a SHA-256
+/// digest. Two calls of one cache sharing them is a 2^-64 chance per
+/// pair, and its only effect is that invalidating one also drops the
+/// other from the tier (a miss, never a wrong answer).
+pub(crate) fn call_tag(key: &flechette_core::Digest) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&key.as_bytes()[..8]);
+    u64::from_le_bytes(word)
 }
 
 /// The weight of a value in the tier.
@@ -358,6 +421,19 @@ mod tests {
         }
     }
 
+    /// A short key takes no allocation and is no bigger than a boxed one
+    /// with its cache id.
+    #[test]
+    fn owned_keys_are_small_and_keep_their_bytes() {
+        assert!(std::mem::size_of::<HotKey>() <= 32);
+        for len in [0, 1, KEY_INLINE, KEY_INLINE + 1, 300] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let key = KeyBytes::from(&bytes[..]);
+            assert_eq!(&*key, &bytes[..]);
+            assert_eq!(matches!(key, KeyBytes::Inline { .. }), len <= KEY_INLINE);
+        }
+    }
+
     #[test]
     fn short_and_long_keys_compare_by_content() {
         let key = |args: &[u8]| HotKey {
@@ -371,6 +447,9 @@ mod tests {
             (b"abc", b"ab", false),
             (&long[..], &long[..], true),
             (&long[..], &long[..39], false),
+            (&long[..22], &long[..22], true),
+            (&long[..22], &long[..23], false),
+            (&long[..23], &long[..23], true),
         ] {
             let probe = HotKeyRef { cache: 1, args: a };
             assert_eq!(probe.equivalent(&key(b)), same, "{a:?} {b:?}");

@@ -44,7 +44,10 @@ where
             return;
         }
         match message.key {
-            Some(key) => self.hot.remove_where(cache_id, |e| e.call_key == key),
+            Some(key) => {
+                let tag = call_tag(&key);
+                self.hot.remove_where(cache_id, |e| e.call == tag);
+            }
             None => self.hot.remove_where(cache_id, |_| true),
         }
     }

@@ -39,7 +39,7 @@ use crate::scope;
 use across::Across;
 use flight::{Answer, Entered, Flight, FlightGuard, FlightTable, Role};
 pub(crate) use hot::ArgBytes;
-use hot::{HotEntry, HotKey, HotKeyRef, HotTier};
+use hot::{HotEntry, HotKey, HotKeyRef, HotTier, call_tag};
 use policy::{Age, Deadlines, Freshness};
 pub(crate) use start::{Probe, Step};
 use stats::Counters;

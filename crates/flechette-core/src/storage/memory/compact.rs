@@ -80,30 +80,16 @@ impl Identities {
     }
 }
 
-/// Argument digests: one inline (the common case), more on the heap.
-#[derive(Debug)]
-enum Arguments {
-    One(Digest),
-    Many(Box<[Digest]>),
-}
-
-impl Arguments {
-    fn as_slice(&self) -> &[Digest] {
-        match self {
-            Self::One(d) => std::slice::from_ref(d),
-            Self::Many(ds) => ds,
-        }
-    }
-}
-
 const HAS_RUNTIME: u8 = 1;
 const HAS_LIFESPAN: u8 = 2;
 const HAS_UPDATE: u8 = 4;
 const HAS_EXPIRE: u8 = 8;
 
-/// Tags and open metadata, which most calls do not have.
+/// What most calls do not have: the digests of arguments after the first,
+/// tags and open metadata.
 #[derive(Debug)]
 struct Rare {
+    more: Box<[Digest]>,
     tags: BTreeMap<String, String>,
     extra: BTreeMap<String, serde_json::Value>,
 }
@@ -112,7 +98,9 @@ struct Rare {
 #[derive(Debug)]
 pub(super) struct StoredCall {
     identity: Arc<Identity>,
-    arguments: Arguments,
+    /// The first argument's digest (of a function with no parameters, a
+    /// copy of the result's, never read).
+    first: Digest,
     result: Digest,
     flags: u8,
     timestart: i64,
@@ -128,10 +116,8 @@ pub(super) struct StoredCall {
 
 impl StoredCall {
     pub(super) fn new(identity: Arc<Identity>, record: &CallRecord, last_read: u64) -> Self {
-        let arguments = match record.arguments.as_slice() {
-            [(_, d)] => Arguments::One(*d),
-            many => Arguments::Many(many.iter().map(|(_, d)| *d).collect()),
-        };
+        let first = record.arguments.first().map_or(record.result, |(_, d)| *d);
+        let more = record.arguments.get(1..).unwrap_or_default();
         let m = &record.metadata;
         let mut flags = 0;
         let (mut timestart, mut timestop, mut walltime) = (0, 0, 0.0);
@@ -152,15 +138,16 @@ impl StoredCall {
                 expire_after = t.0;
             }
         }
-        let rare = (!m.tags.is_empty() || !m.extra.is_empty()).then(|| {
+        let rare = (!more.is_empty() || !m.tags.is_empty() || !m.extra.is_empty()).then(|| {
             Box::new(Rare {
+                more: more.iter().map(|(_, d)| *d).collect(),
                 tags: m.tags.clone(),
                 extra: m.extra.clone(),
             })
         });
         Self {
             identity,
-            arguments,
+            first,
             result: record.result,
             flags,
             timestart,
@@ -184,27 +171,31 @@ impl StoredCall {
         self.expires().is_some_and(|t| t <= now)
     }
 
+    /// The digests of its arguments, in order.
+    fn arguments(&self) -> impl Iterator<Item = &Digest> {
+        let first = (!self.identity.parameters.is_empty()).then_some(&self.first);
+        let more = self.rare.as_ref().map_or(&[][..], |r| &r.more[..]);
+        first.into_iter().chain(more)
+    }
+
     /// Every value digest it refers to.
     pub(super) fn value_digests(&self) -> impl Iterator<Item = &Digest> {
-        self.arguments
-            .as_slice()
-            .iter()
-            .chain(std::iter::once(&self.result))
+        self.arguments().chain(std::iter::once(&self.result))
     }
 
     /// Bytes it keeps on the heap of its own (not its identity, which is
     /// shared, nor the map's slot).
     pub(super) fn heap_bytes(&self) -> usize {
-        let arguments = match &self.arguments {
-            Arguments::One(_) => 0,
-            Arguments::Many(ds) => 16 + 32 * ds.len(),
-        };
-        let rare = self.rare.as_ref().map_or(0, |r| {
+        self.rare.as_ref().map_or(0, |r| {
+            let more = if r.more.is_empty() {
+                0
+            } else {
+                16 + 32 * r.more.len()
+            };
             let tags: usize = r.tags.iter().map(|(k, v)| 64 + k.len() + v.len()).sum();
             let extra: usize = r.extra.keys().map(|k| 128 + k.len()).sum();
-            64 + tags + extra
-        });
-        arguments + rare
+            64 + more + tags + extra
+        })
     }
 
     /// The record again.
@@ -218,7 +209,7 @@ impl StoredCall {
             arguments: id
                 .parameters
                 .iter()
-                .zip(self.arguments.as_slice())
+                .zip(self.arguments())
                 .map(|(n, d)| (n.to_string(), *d))
                 .collect(),
             result: self.result,
@@ -251,11 +242,13 @@ impl StoredCall {
 /// How many value bytes are kept inline.
 const INLINE: usize = 22;
 
-/// Value bytes: inline when short, else one exact allocation.
+/// Value bytes: inline when short, else one exact shared allocation (an
+/// `Arc<[u8]>` is half the size of a `Bytes`, and a read shares it all the
+/// same).
 #[derive(Debug)]
 pub(super) enum ValueBytes {
     Inline { len: u8, bytes: [u8; INLINE] },
-    Heap(Bytes),
+    Heap(Arc<[u8]>),
 }
 
 impl ValueBytes {
@@ -268,22 +261,22 @@ impl ValueBytes {
                 bytes: inline,
             }
         } else {
-            Self::Heap(Bytes::copy_from_slice(bytes))
+            Self::Heap(bytes.into())
         }
     }
 
     pub(super) fn get(&self) -> Bytes {
         match self {
             Self::Inline { len, bytes } => Bytes::copy_from_slice(&bytes[..usize::from(*len)]),
-            Self::Heap(b) => b.clone(),
+            Self::Heap(b) => Bytes::from_owner(Arc::clone(b)),
         }
     }
 
-    /// Bytes on the heap: the value and the header of a shared `Bytes`.
+    /// Bytes on the heap: the value and its two reference counts.
     pub(super) fn heap_bytes(&self) -> usize {
         match self {
             Self::Inline { .. } => 0,
-            Self::Heap(b) => b.len() + 48,
+            Self::Heap(b) => b.len() + 16,
         }
     }
 }
@@ -324,12 +317,19 @@ mod tests {
         let identities = Identities::default();
         for record in [
             record(0, Metadata::default()),
+            record(1, Metadata::default()),
+            record(2, Metadata::default()),
             record(1, full.clone()),
             record(3, full),
         ] {
             let stored = StoredCall::new(identities.intern(&record), &record, 0);
             assert_eq!(stored.record(), record);
         }
+    }
+
+    #[test]
+    fn a_stored_call_is_small() {
+        assert!(std::mem::size_of::<StoredCall>() <= 144);
     }
 
     #[test]
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn short_values_are_inline() {
-        assert!(std::mem::size_of::<ValueBytes>() <= 32);
+        assert!(std::mem::size_of::<ValueBytes>() <= 24);
         for len in [0, 1, INLINE, INLINE + 1, 1000] {
             let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let v = ValueBytes::new(&bytes);

@@ -2,6 +2,7 @@
 //! bounded in bytes, that forgets expired calls by itself.
 
 mod compact;
+mod digest_map;
 mod store;
 
 use std::sync::Arc;

@@ -6,42 +6,18 @@
 //! goes, unless it was written again since that call was (a writer may be
 //! between saving it and saving its record): such a value stays for gc.
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use indexmap::IndexMap;
 
 use super::compact::{Identities, StoredCall, ValueBytes};
+use super::digest_map::{DigestMap, SLOT};
 use crate::storage::{SweepReport, Sweeper};
 use crate::{CallRecord, Digest, Timestamp};
 
-/// Digests are uniform already: their first eight bytes are the hash.
-#[derive(Default)]
-pub(super) struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-            if bytes.len() >= 8 {
-                break;
-            }
-        }
-    }
-
-    fn write_usize(&mut self, _: usize) {}
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Map<V> = IndexMap<Digest, V, BuildHasherDefault<DigestHasher>>;
+type Map<V> = DigestMap<V>;
 
 const SHARDS: usize = 16;
 /// Calls sampled for each eviction, over all shards: a call read more
@@ -52,9 +28,6 @@ const SAMPLE: usize = 16;
 const STEP: usize = 2;
 /// Evictions at most per write (the next write goes on).
 const EVICTIONS: usize = 16;
-/// What a map slot costs besides the entry: its hash, its key and its
-/// index in the table.
-const SLOT: usize = 8 + 32 + 9;
 
 /// The bounds of an in-memory store.
 #[derive(Clone, Debug)]
@@ -75,6 +48,8 @@ struct StoredValue {
     /// When it was last written.
     written: Timestamp,
 }
+
+const _: () = assert!(std::mem::size_of::<StoredValue>() <= 40);
 
 fn value_bytes(v: &StoredValue) -> usize {
     SLOT + std::mem::size_of::<StoredValue>() + v.bytes.heap_bytes()
@@ -106,7 +81,7 @@ impl CallShard {
                 self.cursor = self.map.len();
             }
             self.cursor -= 1;
-            if self.map[self.cursor].expired(now) {
+            if self.map.at(self.cursor).expired(now) {
                 let (_, call) = self.map.swap_remove_index(self.cursor).expect("in range");
                 gone.push(call);
             }
@@ -293,14 +268,14 @@ impl Store {
     pub(super) fn get_call(&self, key: &Digest, now: Timestamp) -> Option<CallRecord> {
         let mut shard = lock(&self.calls[shard(key)]);
         let index = shard.map.get_index_of(key)?;
-        if shard.map[index].expired(now) {
+        if shard.map.at(index).expired(now) {
             let (_, call) = shard.map.swap_remove_index(index).expect("in range");
             drop(shard);
             self.forget_calls(std::slice::from_ref(&call));
             return None;
         }
         let tick = self.tick();
-        let call = &mut shard.map[index];
+        let call = shard.map.at_mut(index);
         call.last_read = tick;
         Some(call.record())
     }
@@ -385,7 +360,8 @@ impl Store {
         }
         for values in &*self.values {
             let mut values = lock(values);
-            if let Some(index) = values.values().position(|v| v.refs == 0) {
+            let loose = values.values().position(|v| v.refs == 0);
+            if let Some(index) = loose {
                 let (_, v) = values.swap_remove_index(index).expect("in range");
                 self.used.fetch_sub(value_bytes(&v), Ordering::Relaxed);
                 return true;
