@@ -32,6 +32,7 @@
 //! ```
 
 mod broadcast;
+mod eviction;
 mod lease;
 mod ttl;
 
@@ -66,6 +67,8 @@ struct Bus {
     listening: std::sync::Once,
     /// `<prefix>:v:`, the lookup script's second argument.
     value_head: String,
+    /// Whether lookups touch values.
+    eviction: eviction::Eviction,
 }
 
 impl std::fmt::Debug for Redis {
@@ -122,6 +125,7 @@ impl Redis {
                 tx: tokio::sync::broadcast::channel(1024).0,
                 listening: std::sync::Once::new(),
                 value_head: format!("{prefix}:v:"),
+                eviction: eviction::Eviction::new(),
             }),
         })
     }
@@ -280,13 +284,35 @@ impl ValueStorage for RedisValues {
 }
 
 /// A call as stored under `<prefix>:c:<key>`: the result's hex digest (64
-/// ASCII bytes), then the MessagePack record. The header lets the lookup
-/// script find the result with `string.sub` instead of decoding the record
-/// in Lua, which measured as much as the rest of the lookup.
-fn stored_call(record: &CallRecord) -> Result<Vec<u8>, StorageError> {
+/// ASCII bytes), then (`with_arguments`, on a server that may evict) `+`
+/// and the hex digest of each argument in order, then the MessagePack
+/// record. The header lets the lookup script find the
+/// values with `string.sub` instead of decoding the record in Lua, which
+/// measured as much as the rest of the lookup. (Calls stored before the
+/// argument digests were in the header, or on a server without a bound,
+/// have none there; they read the same, and a lookup touches only their
+/// result. A record never starts with `+`, a MessagePack integer.)
+fn stored_call(record: &CallRecord, with_arguments: bool) -> Result<Vec<u8>, StorageError> {
     let mut bytes = record.result.to_hex().into_bytes();
+    for (_, d) in record.arguments.iter().filter(|_| with_arguments) {
+        bytes.push(b'+');
+        bytes.extend(d.to_hex().into_bytes());
+    }
     bytes.extend(encode_record(record)?);
     Ok(bytes)
+}
+
+/// The argument digests of a stored call's header, as hex, and the record
+/// behind them.
+fn split_arguments(mut rest: &[u8]) -> (Vec<&[u8]>, &[u8]) {
+    let mut arguments = Vec::new();
+    while let Some((b'+', after)) = rest.split_first()
+        && let Some((hex, after)) = after.split_at_checked(HEADER)
+    {
+        arguments.push(hex);
+        rest = after;
+    }
+    (arguments, rest)
 }
 
 /// The record in a stored call, if it is whole, consistent with its header
@@ -294,17 +320,35 @@ fn stored_call(record: &CallRecord) -> Result<Vec<u8>, StorageError> {
 fn decoded(key: &Digest, bytes: &[u8]) -> Option<CallRecord> {
     let problem = match bytes.split_at_checked(HEADER) {
         None => "is shorter than its header".to_owned(),
-        Some((header, body)) => match decode_record(body) {
-            Ok(record) if !record.result.is_hex(header) => {
-                "names another result in its header".to_owned()
+        Some((header, rest)) => {
+            let (arguments, body) = split_arguments(rest);
+            match decode_record(body) {
+                Ok(record) if !record.result.is_hex(header) => {
+                    "names another result in its header".to_owned()
+                }
+                Ok(record) if !names_its_arguments(&record, &arguments) => {
+                    "names other arguments in its header".to_owned()
+                }
+                Ok(record) if record.key() != *key => "does not match its key".to_owned(),
+                Ok(record) => return Some(record),
+                Err(e) => format!("does not decode ({e})"),
             }
-            Ok(record) if record.key() != *key => "does not match its key".to_owned(),
-            Ok(record) => return Some(record),
-            Err(e) => format!("does not decode ({e})"),
-        },
+        }
     };
     tracing::warn!(%key, "redis: a stored call {problem}; read as a miss");
     None
+}
+
+/// Whether a header's argument digests are the record's (a header from
+/// before they were written there names none).
+fn names_its_arguments(record: &CallRecord, arguments: &[&[u8]]) -> bool {
+    arguments.is_empty()
+        || (arguments.len() == record.arguments.len()
+            && record
+                .arguments
+                .iter()
+                .zip(arguments)
+                .all(|((_, d), hex)| d.is_hex(hex)))
 }
 
 /// Where the stored call ends in a lookup's answer: the answer is the
@@ -322,12 +366,19 @@ const HEADER: usize = 64;
 
 #[async_trait]
 impl CallStorage for RedisCalls {
+    /// The record, by the lookup script without its result: reading a call
+    /// counts as a use of its values (see the lookup script).
     async fn get(&self, key: &Digest) -> Result<Option<CallRecord>, StorageError> {
-        let bytes: Option<Vec<u8>> = self
-            .redis
-            .query(redis::cmd("GET").arg(self.redis.key('c', key)))
-            .await?;
-        Ok(bytes.and_then(|b| decoded(key, &b)))
+        let Some(found) = self.redis.lookup(key, false).await? else {
+            return Ok(None);
+        };
+        match call_end(&found) {
+            Some(end) => Ok(decoded(key, &found[4..end])),
+            None => {
+                tracing::warn!(%key, "redis: the lookup script answered in an unknown form; read as a miss");
+                Ok(None)
+            }
+        }
     }
 
     async fn put(&self, key: &Digest, record: &CallRecord) -> Result<(), StorageError> {
@@ -337,13 +388,14 @@ impl CallStorage for RedisCalls {
     async fn put_many(&self, records: &[(Digest, CallRecord)]) -> Result<(), StorageError> {
         // One script for the whole batch: each record, then the lives of
         // its values (see `ttl`).
+        let with_arguments = self.redis.may_evict().await;
         for chunk in records.chunks(ttl::SCRIPT_BATCH) {
             let calls = chunk
                 .iter()
                 .map(|(key, record)| {
                     Ok(ttl::CallWrite {
                         key: self.redis.key('c', key),
-                        bytes: stored_call(record)?,
+                        bytes: stored_call(record, with_arguments)?,
                         record,
                     })
                 })
@@ -358,7 +410,7 @@ impl CallStorage for RedisCalls {
         &self,
         key: &Digest,
     ) -> Result<Option<(CallRecord, Option<Bytes>)>, StorageError> {
-        let Some(found) = self.redis.lookup(key).await? else {
+        let Some(found) = self.redis.lookup(key, true).await? else {
             return Ok(None);
         };
         let Some(end) = call_end(&found) else {
@@ -411,13 +463,29 @@ impl CallStorage for RedisCalls {
 /// the stored call's length (4 bytes, big-endian). One string rather than a
 /// pair spares Redis and the client an array reply. The script's SHA is
 /// computed once.
+///
+/// On a server with a `maxmemory` bound (`ARGV[3]` = `1`, see
+/// `eviction`), every value the header names is touched (the result by
+/// reading it, or by `TOUCH` when only the record is wanted, `ARGV[2]` =
+/// `0`), so that under an LRU or LFU policy a call that is read keeps all
+/// of its values.
 static LOOKUP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         "local r = redis.call('GET', KEYS[1])
 if not r then return nil end
 local n = struct.pack('>I4', #r)
 if #r < 64 then return n .. r end
-local v = redis.call('GET', ARGV[1] .. string.sub(r, 1, 64))
+local at = 65
+while ARGV[3] == '1' and string.byte(r, at) == 43 do
+  redis.call('TOUCH', ARGV[1] .. string.sub(r, at + 1, at + 64))
+  at = at + 65
+end
+local result = ARGV[1] .. string.sub(r, 1, 64)
+if ARGV[2] == '0' then
+  if ARGV[3] == '1' then redis.call('TOUCH', result) end
+  return n .. r
+end
+local v = redis.call('GET', result)
 if not v then return n .. r end
 return n .. r .. v",
     )
@@ -448,13 +516,29 @@ impl Redis {
 
     /// Runs the lookup script by its SHA, loading it when Redis does not
     /// know it (the first lookup, or after a restart) and trying again.
-    async fn lookup(&self, key: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+    /// Whether the server may evict keys (asked now and then; see
+    /// `eviction`).
+    async fn may_evict(&self) -> bool {
+        if let Some(known) = self.bus.eviction.known() {
+            return known;
+        }
+        let reply: Result<Vec<String>, StorageError> = self
+            .query(redis::cmd("CONFIG").arg("GET").arg("maxmemory"))
+            .await;
+        let maxmemory = reply.ok().and_then(|r| eviction::maxmemory(&r));
+        self.bus.eviction.note(maxmemory)
+    }
+
+    /// With `result`, the answer carries the result value too.
+    async fn lookup(&self, key: &Digest, result: bool) -> Result<Option<Vec<u8>>, StorageError> {
         let mut evalsha = redis::cmd("EVALSHA");
         evalsha
             .arg(LOOKUP.get_hash())
             .arg(1)
             .arg(self.key('c', key))
-            .arg(&self.bus.value_head);
+            .arg(&self.bus.value_head)
+            .arg(if result { "1" } else { "0" })
+            .arg(if self.may_evict().await { "1" } else { "0" });
         self.script(&LOOKUP, &evalsha).await
     }
 }

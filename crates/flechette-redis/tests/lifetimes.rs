@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use flechette_core::conformance::{check_expiry, check_gc_while_writing, lifespan_record};
+use flechette_core::conformance::{
+    check_capacity_kept_by_server, check_expiry, check_gc_while_writing, lifespan_record,
+};
 use flechette_core::{Cache, DEFAULT_GC_GRACE, GcOptions};
 
 #[path = "support/server.rs"]
@@ -159,6 +161,37 @@ async fn info(conn: &mut redis::aio::MultiplexedConnection, field: &str) -> u64 
         .unwrap_or_else(|| panic!("INFO has {field}"))
 }
 
+/// Sets `maxmemory` and its policy on a running server.
+async fn bound(conn: &mut redis::aio::MultiplexedConnection, maxmemory: &str, policy: &str) {
+    for (name, value) in [("maxmemory", maxmemory), ("maxmemory-policy", policy)] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_capacity_conforms_under_maxmemory_with_lfu() {
+    // LFU, because Redis's LRU clock counts in whole seconds: every key
+    // written within the same second looks as recent as one read in it.
+    // Reading a call touches all of its values, so the calls read after
+    // every write keep them.
+    let server = Server::start();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    bound(&mut conn, "2mb", "allkeys-lfu").await;
+    let cache = flechette_redis::open(&server.url(), "capacity").unwrap();
+    check_capacity_kept_by_server(cache, 4 * 2048).await;
+    assert!(info(&mut conn, "evicted_keys").await > 0, "Redis evicted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_maxmemory_redis_evicts_and_every_call_still_answers_right() {
     // Redis bounds itself: `maxmemory` with an LRU policy. A call whose
@@ -170,15 +203,7 @@ async fn under_maxmemory_redis_evicts_and_every_call_still_answers_right() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    for (name, value) in [("maxmemory", "2mb"), ("maxmemory-policy", "allkeys-lru")] {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    bound(&mut conn, "2mb", "allkeys-lru").await;
     let cache = flechette_redis::open(&server.url(), "bounded").unwrap();
     let computed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let count = std::sync::Arc::clone(&computed);

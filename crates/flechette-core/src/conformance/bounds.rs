@@ -124,6 +124,56 @@ pub async fn check_capacity(cache: Cache, max_bytes: usize) {
     assert!(left >= kept.len());
 }
 
+/// A bound kept by the storage server itself (Redis's `maxmemory` with an
+/// LFU or LRU policy), which may evict a value while a call that refers
+/// to it stays: writing `calls` calls (each with a 1 KiB result, several
+/// times the server's bound) evicts some; a call read after every write
+/// keeps its record, its result and its argument; any other call that
+/// remains answers its result and argument rightly or as missing, never
+/// with other bytes.
+pub async fn check_capacity_kept_by_server(cache: Cache, calls: u64) {
+    let kept: Vec<Digest> = (0..4u64).map(kilobyte_key).collect();
+    for i in 0..calls {
+        save_kilobyte_call(&cache, i).await;
+        if i < 4 {
+            continue;
+        }
+        for key in &kept {
+            assert!(
+                cache.load(key).await.unwrap().is_some(),
+                "a call read after every write is not evicted"
+            );
+        }
+    }
+    cache.flush().await;
+    let mut whole = 0;
+    for i in 0..calls {
+        let Some(lazy) = cache.load(&kilobyte_key(i)).await.unwrap() else {
+            assert!(i >= 4, "a call read after every write stays");
+            continue;
+        };
+        let result = lazy.result::<Vec<u8>>().await;
+        let argument = lazy.arguments().get::<u64>("x").await;
+        if i < 4 {
+            assert!(
+                result.is_ok() && argument.is_ok(),
+                "a kept call keeps its result and argument"
+            );
+        }
+        match (result, argument) {
+            (Ok(r), Ok(x)) => {
+                assert_eq!((r, x), (kilobyte_record(i).1, i), "no other bytes");
+                whole += 1;
+            }
+            (Ok(r), Err(_)) => assert_eq!(r, kilobyte_record(i).1, "no other bytes"),
+            (Err(_), Ok(x)) => assert_eq!(x, i, "no other bytes"),
+            (Err(_), Err(_)) => {}
+        }
+    }
+    assert!(whole < calls, "over its bound, the server evicts");
+    assert!(whole >= kept.len() as u64);
+}
+
 fn kilobyte_record(i: u64) -> (CallRecord, Vec<u8>) {
     let result = vec![u8::try_from(i % 251).unwrap_or(0); 1024];
     let record = CallRecord {

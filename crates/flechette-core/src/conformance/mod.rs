@@ -25,8 +25,8 @@ mod bounds;
 
 use bounds::gc_now;
 pub use bounds::{
-    check_capacity, check_expiry, check_gc_while_writing, check_replaced_call_values,
-    lifespan_record, save_lifespan_call,
+    check_capacity, check_capacity_kept_by_server, check_expiry, check_gc_while_writing,
+    check_replaced_call_values, lifespan_record, save_lifespan_call,
 };
 
 /// Runs every check on empty value and call storage.
